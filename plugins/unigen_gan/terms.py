@@ -1,0 +1,93 @@
+"""The two sides of an adversarial link as terms, and the `gan` family's defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from unigen.graph import EdgeInfo, ModelGraph
+from unigen.kinds import Bound, Family, Site, Term, merge_defaults
+from unigen.runtime import StepContext
+
+from .objectives import r1_penalty
+
+
+def _side(ctx: StepContext, refs: tuple[tuple[str, str], ...]) -> list[torch.Tensor]:
+    return [ctx.trace(t)[v] for t, v in refs]
+
+
+def _behind(graph: ModelGraph, refs: tuple[tuple[str, str], ...]) -> set[str]:
+    out: set[str] = set()
+    for t, v in refs:
+        out |= graph.nets_behind(v, t)
+    return out
+
+
+def _show(refs: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{t}.{v}" for t, v in refs)
+
+
+class AdversarialD(Term):
+    target = "adversarial"
+    doc = "discriminator side of an adversarial link: tell the real side from the fake side"
+
+    def bind(self, site: Site) -> Bound:
+        e: EdgeInfo = site.edge  # type: ignore[assignment]
+        net = e.net
+
+        def loss(ctx: StepContext) -> torch.Tensor:
+            d = ctx.net(net)
+            objective, opts = ctx.model.objectives[e.name]
+            real = _side(ctx, e.real)
+            loss = objective.d_loss(d(*real), d(*_side(ctx, e.fake)), opts)
+            gamma = getattr(opts, "r1", 0.0)
+            return loss + r1_penalty(d, real, gamma) if gamma else loss
+
+        traces = frozenset(t for t, _ in e.real + e.fake)
+        reaches = site.graph.nets_of(e) | _behind(site.graph, e.real) | _behind(site.graph, e.fake)
+        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs fake ({_show(e.fake)})", traces, frozenset(reaches))
+
+
+class AdversarialG(Term):
+    target = "adversarial"
+    doc = "generator side of an adversarial link: make the fake side pass as real (and, if trainable, the real side as fake)"
+
+    def bind(self, site: Site) -> Bound:
+        e: EdgeInfo = site.edge  # type: ignore[assignment]
+        net = e.net
+        real_moves = bool(_behind(site.graph, e.real))
+
+        def loss(ctx: StepContext) -> torch.Tensor:
+            d = ctx.net(net)
+            objective, opts = ctx.model.objectives[e.name]
+            real = d(*_side(ctx, e.real)) if real_moves else None
+            return objective.g_loss(d(*_side(ctx, e.fake)), opts, real=real)
+
+        traces = frozenset(t for t, _ in e.fake + (e.real if real_moves else ()))
+        reaches = site.graph.nets_of(e) | _behind(site.graph, e.fake) | (_behind(site.graph, e.real) if real_moves else set())
+        sides = f"fake ({_show(e.fake)})" + (f" and real ({_show(e.real)}) with labels swapped" if real_moves else "")
+        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}", traces, frozenset(reaches))
+
+
+class GANFamily(Family):
+    doc = "generative adversarial network on the 2-D ring: z ~ N(0, I), x = generator(z), a discriminator on x"
+
+    def complete(self, doc: dict[str, Any]) -> dict[str, Any]:
+        defaults: dict[str, Any] = {
+            "data": {"source": "ring2d"},
+            "variables": {"x": {"observed": True, "shape": [2]}, "z": {"prior": "normal", "shape": [16]}},
+            "networks": {
+                "generator": {"arch": "mlp", "hidden": [128, 128]},
+                "discriminator": {"arch": "mlp", "hidden": [128, 128]},
+            },
+            "edges": [
+                {"generative": "z -> x", "net": "generator", "dist": "deterministic"},
+                {"adversarial": "x", "net": "discriminator", "objective": "nonsaturating"},
+            ],
+            "phases": [
+                {"name": "discriminator", "update": ["discriminator"], "terms": ["adversarial.d"]},
+                {"name": "generator", "update": ["generator"], "terms": ["adversarial.g"]},
+            ],
+        }
+        return merge_defaults(defaults, doc)

@@ -1,0 +1,95 @@
+"""Embedded datasets: they ship with the install, so every command works offline.
+
+- `digits`: scikit-learn's bundled 8x8 digits (1,797 images), scaled to [0, 1], with a fixed
+  train/test split and optional binarisation.
+- `ring2d`, `grid2d`: the 2-D Gaussian mixtures of the VEEGAN protocol (Srivastava et al.
+  2017): 8 modes on the unit circle with sigma 0.01, and 25 modes on {-4,-2,0,2,4}^2 with
+  sigma 0.05.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import Field
+
+from unigen.kinds import Dataset, DatasetKind, Options
+
+
+class DigitsOptions(Options):
+    binarize: bool = Field(False, description="pixels > 0.5 become 1, others 0 (a fixed binarisation)")
+    flatten: bool = Field(True, description="x of shape [64]; false gives [1, 8, 8]")
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = Field(0, description="seed of the fixed train/test split (not the training seed)")
+
+
+class Digits(DatasetKind):
+    Options = DigitsOptions
+    doc = "scikit-learn's bundled 8x8 digits: x in [0,1] (or binary), y one-hot over 10 classes"
+
+    def fields(self, o: DigitsOptions) -> dict[str, tuple[int, ...]]:
+        return {"x": (64,) if o.flatten else (1, 8, 8), "y": (10,)}
+
+    def load(self, o: DigitsOptions) -> Dataset:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = torch.tensor(bunch.data, dtype=torch.float32) / 16.0
+        if o.binarize:
+            x = (x > 0.5).float()
+        labels = torch.tensor(bunch.target, dtype=torch.long)
+        y = torch.nn.functional.one_hot(labels, 10).float()
+        if not o.flatten:
+            x = x.view(-1, 1, 8, 8)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(o.split_seed))
+        n_test = int(round(len(x) * o.test_fraction))
+        test, train = perm[:n_test], perm[n_test:]
+        return Dataset(
+            {"x": x[train], "y": y[train], "label": labels[train]},
+            {"x": x[test], "y": y[test], "label": labels[test]},
+            {"image_shape": (8, 8), "classes": 10},
+        )
+
+
+class MixtureOptions(Options):
+    n_train: int = Field(100_000, gt=0)
+    n_test: int = Field(10_000, gt=0)
+    sigma: float | None = Field(None, gt=0, description="standard deviation of each mode (default: the protocol's)")
+    seed: int = 0
+
+
+def mixture(modes: torch.Tensor, sigma: float, o: MixtureOptions) -> Dataset:
+    gen = torch.Generator().manual_seed(o.seed)
+
+    def draw(n: int) -> torch.Tensor:
+        k = torch.randint(len(modes), (n,), generator=gen)
+        return modes[k] + sigma * torch.randn(n, 2, generator=gen)
+
+    return Dataset({"x": draw(o.n_train)}, {"x": draw(o.n_test)}, {"modes": modes, "sigma": sigma})
+
+
+class Ring2D(DatasetKind):
+    Options = MixtureOptions
+    doc = "8 Gaussians at angles 2*pi*k/8 on the unit circle, sigma 0.01 (VEEGAN protocol)"
+
+    def fields(self, o: MixtureOptions) -> dict[str, tuple[int, ...]]:
+        return {"x": (2,)}
+
+    def load(self, o: MixtureOptions) -> Dataset:
+        angles = torch.arange(8, dtype=torch.float64) * 2 * math.pi / 8
+        modes = torch.stack([angles.cos(), angles.sin()], 1).float()
+        return mixture(modes, o.sigma or 0.01, o)
+
+
+class Grid2D(DatasetKind):
+    Options = MixtureOptions
+    doc = "25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05 (VEEGAN protocol)"
+
+    def fields(self, o: MixtureOptions) -> dict[str, tuple[int, ...]]:
+        return {"x": (2,)}
+
+    def load(self, o: MixtureOptions) -> Dataset:
+        axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+        modes = torch.cartesian_prod(axis, axis)
+        return mixture(modes, o.sigma or 0.05, o)

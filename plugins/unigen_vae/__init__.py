@@ -1,0 +1,29 @@
+"""The VAE family: the evidence lower bound as a term, a `vae` family and held-out ELBO.
+
+In the unifying view, the ELBO is the wake phase with reparameterisation: the q-trace
+(data through inference edges) is scored by the generative joint, and both theta and eta
+are updated from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unigen import hookimpl
+
+from .terms import ELBO, HeldOutELBO, VAEFamily
+
+
+@hookimpl
+def unigen_register_terms(register: Any) -> None:
+    register("elbo", ELBO())
+
+
+@hookimpl
+def unigen_register_families(register: Any) -> None:
+    register("vae", VAEFamily())
+
+
+@hookimpl
+def unigen_register_metrics(register: Any) -> None:
+    register("elbo", HeldOutELBO())

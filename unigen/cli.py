@@ -1,0 +1,128 @@
+"""The `unigen` command line. Every user error exits non-zero with located messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from .errors import UnigenError
+
+EXIT_USAGE = 2
+
+
+def _registry():  # imported lazily so `unigen --help` stays fast
+    from .registry import default_registry
+
+    reg = default_registry()
+    for d in reg.problems:
+        print(f"warning: {d}", file=sys.stderr)
+    return reg
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .run import compile_file
+
+    compiled = compile_file(args.spec, args.overrides, _registry())
+    p = compiled.program
+    print(f"{args.spec}: ok — {len(p.spec.variables)} variables, {len(p.graph.edges)} edges, {len(p.spec.networks)} networks, {len(p.phases)} phases")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .run import compile_file
+
+    print(compile_file(args.spec, args.overrides, _registry()).program, end="")
+    return 0
+
+
+def cmd_show_config(args: argparse.Namespace) -> int:
+    from .rundir import dump_yaml
+    from .run import compile_file
+
+    print(dump_yaml(compile_file(args.spec, args.overrides, _registry()).resolved), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run import train_run
+
+    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet)
+    summary = json.loads((run / "summary.json").read_text())
+    print(f"run written to {run}")
+    for k, v in summary["metrics"].items():
+        print(f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .registry import KINDS
+
+    reg = _registry()
+    print("plugins:")
+    for p in reg.plugins:
+        status = "ok" if not p.error else f"FAILED: {p.error}"
+        print(f"  {p.name:<16} {p.dist} {p.version}  {status}")
+    for kind in KINDS:
+        entries = reg.all(kind)
+        if entries:
+            print(f"{kind}:")
+            for e in entries:
+                doc = (getattr(e.obj, "doc", "") or "").strip().splitlines()
+                print(f"  {e.name:<20} [{e.plugin}] {doc[0] if doc else ''}")
+    return 1 if any(p.error for p in reg.plugins) and args.strict else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def spec_cmd(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("spec", help="spec file (YAML)")
+        p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=200")
+        p.set_defaults(func=func)
+        return p
+
+    spec_cmd("validate", cmd_validate, "check a spec and report every problem at once")
+    spec_cmd("compile", cmd_compile, "print the program a spec compiles to")
+    spec_cmd("show-config", cmd_show_config, "print the resolved spec (family defaults and overrides applied)")
+    t = spec_cmd("compile-and-train", cmd_train, "compile a spec and train it, writing a run directory")
+    t.add_argument("--out", help="run directory (default runs/<name>-<time>)")
+    t.add_argument("--steps", type=int, help="override train.steps")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    s.set_defaults(func=cmd_schema)
+    pl = sub.add_parser("plugins", help="list installed plugins, what they register, and load errors")
+    pl.add_argument("--strict", action="store_true", help="exit 1 when a plugin failed to load")
+    pl.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UnigenError as exc:
+        print(str(exc), file=sys.stderr)
+        n = len(exc.diagnostics)
+        if n > 1:
+            print(f"{n} problems found.", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""One error type for everything a user can get wrong, carrying located diagnostics.
+
+Format of one diagnostic (house convention)::
+
+    file:line:col: dotted.path: CODE what is wrong; what was expected. Hint: the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+Path = tuple[str | int, ...]
+
+# Stable codes. The README lists them; a test keeps this table and the docs in step.
+CODES: dict[str, str] = {
+    "Y001": "YAML syntax error",
+    "Y002": "duplicate key in a mapping",
+    "Y003": "empty spec file",
+    "Y004": "spec file cannot be read",
+    "S001": "unknown key",
+    "S002": "invalid value or type",
+    "S003": "missing required key",
+    "S004": "bad command-line override",
+    "G001": "unknown name",
+    "G002": "network used by no edge",
+    "G003": "cycle in the generative edges",
+    "G004": "latent root without a prior",
+    "G005": "observed variable with neither data nor a generative parent",
+    "G006": "inference edge that approximates no posterior",
+    "G007": "adversarial sides of different shapes",
+    "G008": "adversarial fake side with nothing trainable behind it",
+    "G009": "phase that updates nothing or has no terms",
+    "G010": "phase whose terms cannot reach a network it updates",
+    "G011": "trainable network that no phase updates",
+    "G012": "shape mismatch along an edge",
+    "G013": "two edges of one kind into the same variable",
+    "G014": "term needs something the graph does not provide",
+    "G015": "ambiguous or wrong term target",
+    "G016": "bad options for a registered kind",
+    "P001": "plugin failed to load",
+    "P002": "kind registered twice",
+    "P003": "plugin built for another plugin-API version",
+    "P004": "no plugins registered (unigen is not installed)",
+    "D001": "data cannot be loaded",
+    "R001": "non-finite loss",
+    "R002": "run directory problem",
+    "C001": "checkpoint cannot be used",
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    path: Path = ()
+    hint: str = ""
+    file: str = ""
+    line: int = 0  # 1-based; 0 when unknown
+    col: int = 0
+
+    def located(self, file: str, line: int, col: int) -> "Diagnostic":
+        return Diagnostic(self.code, self.message, self.path, self.hint, file, line, col)
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file + (f":{self.line}:{self.col}" if self.line else ""))
+        if self.path:
+            where.append(dotted(self.path))
+        text = f"{self.code} {self.message}"
+        if self.hint:
+            text += f" Hint: {self.hint}"
+        return ": ".join(where + [text])
+
+
+@dataclass
+class UnigenError(Exception):
+    """Raised with every diagnostic found, never just the first."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    exit_code: int = 2
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(d) for d in self.diagnostics)
+
+    @classmethod
+    def one(cls, code: str, message: str, path: Path = (), hint: str = "", exit_code: int = 2) -> "UnigenError":
+        return cls([Diagnostic(code, message, path, hint)], exit_code)
+
+
+def dotted(path: Sequence[str | int]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A hint naming the closest choices, or listing them all when nothing is close."""
+    options = sorted(set(choices))
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    if not options:
+        return "nothing of this kind is registered."
+    return "choose one of: " + ", ".join(f"`{o}`" for o in options) + "."

@@ -1,0 +1,197 @@
+"""What plugins register: small base classes, each a protocol with defaults.
+
+A plugin subclasses these (or passes any object with the same attributes) to
+`register(name, obj)` in the matching `unigen_register_*` hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+if TYPE_CHECKING:
+    from .errors import Diagnostic
+    from .graph import EdgeInfo, ModelGraph
+    from .registry import Registry
+    from .runtime import Model, StepContext
+
+
+class Options(BaseModel):
+    """Base for a kind's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------- terms
+
+
+class TermError(Exception):
+    """Raised by `Term.bind` when the graph lacks what the term needs (reported as G014)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a term is used: the graph, its target edge (if it takes one) and its options."""
+
+    graph: "ModelGraph"
+    edge: "EdgeInfo | None"
+    options: Any
+    registry: "Registry"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A term bound to a graph: a loss to minimise and what it touches."""
+
+    loss: Callable[["StepContext"], torch.Tensor]
+    formula: str  # printed in the program, e.g. "-E_q[log p(x|z)] + KL(q(z|x) || p(z))"
+    traces: frozenset[str] = frozenset()  # "p" and/or "q"
+    reaches: frozenset[str] = frozenset()  # networks its gradient can reach
+
+
+class Term:
+    target: str | None = None  # edge kind the term attaches to: generative, inference, adversarial
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    def bind(self, site: Site) -> Bound:
+        raise NotImplementedError  # a base class: every registered term overrides it
+
+
+# --------------------------------------------------------------- distributions
+
+
+class Delta(torch.distributions.Distribution):
+    """A point mass: a deterministic edge. Sampling returns the value, with its gradient."""
+
+    arg_constraints: dict[str, Any] = {}
+    has_rsample = True
+
+    def __init__(self, value: torch.Tensor, event_dims: int) -> None:
+        self.value = value
+        super().__init__(value.shape[: value.dim() - event_dims], value.shape[value.dim() - event_dims :], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.value
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.value.expand(sample_shape + self.value.shape) if len(sample_shape) else self.value
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.rsample(sample_shape).detach()
+
+
+class Dist:
+    n_params = 1  # network outputs per event element (normal: mean and log-variance)
+    has_density = True
+    reparam = True  # rsample carries gradients to the network
+    can_be_prior = False
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
+        raise NotImplementedError  # a base class: every registered distribution overrides it
+
+    def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:
+        raise NotImplementedError  # only kinds with can_be_prior = True are asked
+
+    def check(self, shape: tuple[int, ...]) -> list[str]:
+        return []
+
+
+# -------------------------------------------------------------------- networks
+
+
+class Arch:
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> nn.Module:
+        """A module called as `net(*parents)` returning a tensor of shape (batch, *output)."""
+        raise NotImplementedError  # a base class: every registered architecture overrides it
+
+    def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
+        return []
+
+
+# -------------------------------------------------------------------- datasets
+
+
+@dataclass
+class Dataset:
+    train: dict[str, torch.Tensor]
+    test: dict[str, torch.Tensor]
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. modes, sigma, image shape
+
+
+class DatasetKind:
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    def fields(self, options: Any) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError  # a base class: every registered dataset overrides it
+
+    def load(self, options: Any) -> Dataset:
+        raise NotImplementedError  # a base class: every registered dataset overrides it
+
+
+# ----------------------------------------------------------- objectives, metrics
+
+
+class Objective:
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:
+        raise NotImplementedError  # a base class: every registered objective overrides it
+
+    def g_loss(self, fake: torch.Tensor, options: Any) -> torch.Tensor:
+        raise NotImplementedError  # a base class: every registered objective overrides it
+
+
+class Metric:
+    doc = ""
+    higher_is_better = True
+
+    def applies(self, model: "Model") -> bool:
+        return False
+
+    def compute(self, model: "Model") -> dict[str, float]:
+        raise NotImplementedError  # a base class: every registered metric overrides it
+
+
+class Family:
+    doc = ""
+
+    def complete(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Fill what the user's spec document leaves out; the user's keys win."""
+        return doc
+
+
+class Rule:
+    code = ""
+    doc = ""
+
+    def check(self, graph: "ModelGraph", registry: "Registry") -> Iterable["Diagnostic"]:
+        return []
+
+
+def merge_defaults(defaults: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge a family's defaults under a user's document: mappings merge, the user's
+    scalars and lists win (a list of edges or phases is replaced whole, never spliced)."""
+    out = dict(defaults)
+    for key, value in doc.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_defaults(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,197 @@
+"""Networks, traces and data on a device: what a compiled program runs on.
+
+A trace is computed lazily, so a phase pays only for the values its terms read. The
+p-trace samples roots from their priors and follows generative edges; the q-trace takes
+observed variables from the data batch and follows inference edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UnigenError
+from .graph import EdgeInfo
+from .kinds import Dataset
+from .program import Program
+from .registry import Registry
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UnigenError.one("S002", "`train.device` is `cuda`, but no CUDA device is available.", ("train", "device"), "use `--device auto` or `--device cpu`.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Batches:
+    """Shuffled epochs over tensors that already live on the device."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator) -> None:
+        self.tensors = tensors
+        self.n = len(next(iter(tensors.values())))
+        self.batch_size = min(batch_size, self.n)
+        self.generator = generator
+        self._order = torch.empty(0, dtype=torch.long)
+        self._pos = self.n
+
+    def next(self) -> dict[str, torch.Tensor]:
+        if self._pos + self.batch_size > self.n:
+            self._order = torch.randperm(self.n, generator=self.generator).to(next(iter(self.tensors.values())).device)
+            self._pos = 0
+        idx = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self._order.cpu(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._order = state["order"].to(next(iter(self.tensors.values())).device)
+        self._pos = int(state["pos"])
+
+
+class Model(nn.Module):
+    """The networks of a program, its distributions and its data, on one device."""
+
+    def __init__(self, program: Program, registry: Registry, device: torch.device, dataset: Dataset | None = None) -> None:
+        super().__init__()
+        self.program, self.registry, self.device = program, registry, device
+        spec, graph = program.spec, program.graph
+        sigs = program.option("network", "signatures")
+        self.nets = nn.ModuleDict()
+        for name, net in spec.networks.items():
+            inputs, output = sigs[name]
+            arch = registry.get("networks", net.arch)
+            self.nets[name] = arch.build(list(inputs), tuple(output), program.option("networks", name, "arch"))
+        self.to(device)
+        self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
+        self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
+        self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}
+        if dataset is None:
+            dataset = load_dataset(program, registry)
+        self.dataset = Dataset(
+            {k: v.to(device) for k, v in dataset.train.items()},
+            {k: v.to(device) for k, v in dataset.test.items()},
+            dataset.info,
+        )
+        self.fields = {v: graph.data_field(v) for v, var in spec.variables.items() if var.observed}
+
+    def trace(self, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> "Trace":
+        return Trace(self, side, batch, n)
+
+    def observed_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {v: batch[f] for v, f in self.fields.items() if f in batch}
+
+    def sampled_variable(self) -> str | None:
+        """The observed variable samples show: the first one the p-trace generates."""
+        graph = self.program.graph
+        for v, var in self.program.spec.variables.items():
+            if var.observed and graph.p_source(v) == "edge":
+                return v
+        return None
+
+    @torch.no_grad()
+    def generate(self, n: int, var: str, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Samples of `var` from the p-trace, as the mean of its last conditional where it has one."""
+        trace = self.trace("p", self.observed_batch(batch) if batch else None, n)
+        edge = self.program.graph.into(var, "generative")
+        if edge is None:
+            return trace[var]
+        dist = trace.cond(edge)
+        try:
+            return dist.mean
+        except NotImplementedError:
+            return trace[var]
+
+
+class Trace:
+    """Lazily computed values of one side (p or q) for one batch."""
+
+    __slots__ = ("model", "side", "batch", "n", "values", "conds", "graph")
+
+    def __init__(self, model: Model, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> None:
+        self.model, self.side, self.batch, self.n = model, side, batch or {}, n
+        self.graph = model.program.graph
+        self.values: dict[str, torch.Tensor] = {}
+        self.conds: dict[str, torch.distributions.Distribution] = {}
+
+    def __getitem__(self, var: str) -> torch.Tensor:
+        value = self.values.get(var)
+        if value is None:
+            value = self.values[var] = self._compute(var)
+        return value
+
+    def _compute(self, var: str) -> torch.Tensor:
+        graph = self.graph
+        source = graph.p_source(var) if self.side == "p" else graph.q_source(var)
+        if source == "data":
+            if var not in self.batch:
+                raise RuntimeError(f"the {self.side}-trace needs `{var}` from the data batch, but this phase drew no batch")
+            return self.batch[var]
+        if source == "prior":
+            dist = self.prior(var)
+            return dist.rsample() if dist.has_rsample else dist.sample()
+        if source == "edge":
+            edge = graph.into(var, "generative" if self.side == "p" else "inference")
+            assert edge is not None
+            dist = self.cond(edge)
+            return dist.rsample() if self.model.edge_dist[edge.name][0].reparam else dist.sample()
+        raise RuntimeError(f"the {self.side}-trace has no way to produce `{var}`")
+
+    def prior(self, var: str) -> torch.distributions.Distribution:
+        key = "prior:" + var
+        dist = self.conds.get(key)
+        if dist is None:
+            dist = self.conds[key] = self.model.priors[var].prior(self.graph.shape(var), self.n, self.model.device)
+        return dist
+
+    def cond(self, edge: EdgeInfo) -> torch.distributions.Distribution:
+        """The edge's conditional distribution, evaluated at this trace's parent values."""
+        dist = self.conds.get(edge.name)
+        if dist is None:
+            kind, options, event_dims = self.model.edge_dist[edge.name]
+            out = self.model.nets[edge.net](*[self[p] for p in edge.parents])
+            dist = self.conds[edge.name] = kind.make(out, event_dims, options)
+        return dist
+
+
+class StepContext:
+    """What a term's loss sees: the model and the traces of one phase execution."""
+
+    __slots__ = ("model", "batch", "n", "_traces")
+
+    def __init__(self, model: Model, batch: dict[str, torch.Tensor] | None, n: int) -> None:
+        self.model, self.batch, self.n = model, batch, n
+        self._traces: dict[str, Trace] = {}
+
+    def trace(self, side: str) -> Trace:
+        t = self._traces.get(side)
+        if t is None:
+            t = self._traces[side] = Trace(self.model, side, self.batch, self.n)
+        return t
+
+    @property
+    def p(self) -> Trace:
+        return self.trace("p")
+
+    @property
+    def q(self) -> Trace:
+        return self.trace("q")
+
+    def net(self, name: str) -> nn.Module:
+        return self.model.nets[name]
+
+
+def load_dataset(program: Program, registry: Registry) -> Dataset:
+    spec = program.spec
+    kind = registry.get("datasets", spec.data.source)
+    try:
+        return kind.load(program.option("data", "source"))
+    except UnigenError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise UnigenError.one("D001", f"dataset `{spec.data.source}` cannot be loaded: {exc}.", ("data",), "check the dataset's path and options.") from None

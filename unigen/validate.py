@@ -1,0 +1,306 @@
+"""Structural rules over the model graph. Every problem is collected; none stops the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from .errors import Diagnostic, Path, did_you_mean
+from .graph import EdgeInfo, ModelGraph
+from .kinds import Bound, Site, TermError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class BoundRef:
+    """A phase's term after binding: what the compiler puts into the program."""
+
+    term: str
+    edge: EdgeInfo | None
+    weight: float
+    bound: Bound
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.term + (f"@{self.edge.name}" if self.edge else "")
+
+
+@dataclass
+class Checked:
+    diagnostics: list[Diagnostic]
+    options: dict[Path, Any]  # validated options of every registered kind used, by spec path
+    terms: dict[str, list[BoundRef]]  # phase name -> bound terms
+
+
+def validate_graph(graph: ModelGraph, registry: Registry) -> Checked:
+    out = Checked(list(graph.parse_errors), {}, {})
+    names_ok = _names(graph, registry, out)
+    if names_ok:
+        _structure(graph, out)
+        _shapes(graph, registry, out)
+        _phases(graph, registry, out)
+        for entry in registry.all("rules"):
+            try:
+                out.diagnostics.extend(entry.obj.check(graph, registry))
+            except Exception as exc:  # a broken rule must not hide the others' findings
+                out.diagnostics.append(Diagnostic("P001", f"validation rule `{entry.name}` of plugin `{entry.plugin}` failed: {type(exc).__name__}: {exc}.", hint="report it to the plugin's authors."))
+    return out
+
+
+def _unknown(out: Checked, what: str, name: str, choices: list[str], path: Path) -> None:
+    out.diagnostics.append(Diagnostic("G001", f"unknown {what} `{name}`.", path, did_you_mean(name, choices)))
+
+
+def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
+    spec = graph.spec
+    before = len(out.diagnostics)
+    variables, networks = list(spec.variables), list(spec.networks)
+
+    def kind(kind: str, name: str, options: dict[str, Any], path: Path, options_path: Path | None = None) -> None:
+        if not registry.has(kind, name):
+            out.diagnostics.append(registry.unknown(kind, name, path))
+            return
+        value, diags = registry.options(kind, name, options, options_path if options_path is not None else path[:-1])
+        out.diagnostics.extend(diags)
+        out.options[path] = value
+
+    kind("datasets", spec.data.source, spec.data.options, ("data", "source"))
+    fields: dict[str, tuple[int, ...]] = {}
+    if ("data", "source") in out.options and out.options[("data", "source")] is not None:
+        try:
+            fields = dict(registry.get("datasets", spec.data.source).fields(out.options[("data", "source")]))
+        except Exception as exc:
+            out.diagnostics.append(Diagnostic("D001", f"dataset `{spec.data.source}` cannot describe its fields: {exc}.", ("data",)))
+    out.options[("data", "fields")] = fields
+    for vname, var in spec.variables.items():
+        if var.prior is not None:
+            if not registry.has("distributions", var.prior):
+                out.diagnostics.append(registry.unknown("distributions", var.prior, ("variables", vname, "prior")))
+            elif not registry.get("distributions", var.prior).can_be_prior:
+                priors = [e.name for e in registry.all("distributions") if e.obj.can_be_prior]
+                out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior}` cannot be a prior.", ("variables", vname, "prior"), did_you_mean(var.prior, priors)))
+        if var.observed and fields and graph.data_field(vname) not in fields:
+            pass  # reported by the structure rule G005, which knows about generative parents
+    for nname, net in spec.networks.items():
+        kind("networks", net.arch, net.options, ("networks", nname, "arch"))
+    seen_edges: dict[str, int] = {}
+    for e in graph.edges:
+        for v in e.variables + tuple(v for _, v in e.real + e.fake):
+            if v not in spec.variables:
+                _unknown(out, "variable", v, variables, e.path + (e.kind,))
+        if e.net not in spec.networks:
+            _unknown(out, "network", e.net, networks, e.path + ("net",))
+        if e.kind == "adversarial":
+            kind("objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
+        else:
+            kind("distributions", e.dist or "", e.options, e.path + ("dist",), e.path + ("options",))
+        if e.name in seen_edges:
+            out.diagnostics.append(Diagnostic("G013", f"two edges are named `{e.name}` (edges {seen_edges[e.name]} and {e.index}).", e.path, "give one of them a distinct `name:`."))
+        seen_edges.setdefault(e.name, e.index)
+    seen_phases: set[str] = set()
+    for i, phase in enumerate(spec.phases):
+        if phase.name in seen_phases:
+            out.diagnostics.append(Diagnostic("G013", f"two phases are named `{phase.name}`.", ("phases", i, "name"), "rename one."))
+        seen_phases.add(phase.name)
+        for j, n in enumerate(phase.update):
+            if n not in spec.networks:
+                _unknown(out, "network", n, networks, ("phases", i, "update", j))
+        for j, ref in enumerate(phase.term_refs()):
+            if not registry.has("terms", ref.term):
+                out.diagnostics.append(registry.unknown("terms", ref.term, ("phases", i, "terms", j)))
+            if ref.on is not None and graph.edge(ref.on) is None:
+                _unknown(out, "edge", ref.on, [e.name for e in graph.edges], ("phases", i, "terms", j))
+        optim = phase.optim or spec.train.optim
+        kind("optimizers", optim.kind, optim.options, ("phases", i, "optim", "kind") if phase.optim else ("train", "optim", "kind"))
+    for i, m in enumerate(spec.metrics or []):
+        if not registry.has("metrics", m):
+            out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
+    return len(out.diagnostics) == before
+
+
+def _structure(graph: ModelGraph, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
+    used = {e.net for e in graph.edges}
+    for nname in spec.networks:
+        if nname not in used:
+            d.append(Diagnostic("G002", f"network `{nname}` is used by no edge.", ("networks", nname), "attach it to an edge with `net: " + nname + "` or delete it."))
+    for kind in ("generative", "inference"):
+        seen: dict[str, EdgeInfo] = {}
+        for e in graph.of_kind(kind):
+            assert e.child is not None
+            if e.child in seen:
+                d.append(Diagnostic("G013", f"variable `{e.child}` has two {kind} edges (edges {seen[e.child].index} and {e.index}).", e.path, "merge their parents into one edge: `a, b -> " + e.child + "`."))
+            seen.setdefault(e.child, e)
+            if e.child in e.parents:
+                d.append(Diagnostic("G003", f"{kind} edge `{e.name}` points `{e.child}` at itself.", e.path + (kind,), "remove the self-loop."))
+    gen = graph.generative_dag()
+    try:
+        cycle = nx.find_cycle(gen)
+        names = [u for u, _ in cycle] + [cycle[0][0]]
+        e = next(x for x in graph.of_kind("generative") if x.child == cycle[0][1])
+        d.append(Diagnostic("G003", "the generative edges form a cycle: " + " -> ".join(names) + "; p(x, z) must factor along a DAG.", e.path + ("generative",), "reverse or remove one of these edges; a recognition direction belongs in an `inference` edge."))
+    except nx.NetworkXNoCycle:
+        pass
+    inf = graph.inference_dag()
+    if not nx.is_directed_acyclic_graph(inf):
+        cycle = nx.find_cycle(inf)
+        d.append(Diagnostic("G003", "the inference edges form a cycle: " + " -> ".join(u for u, _ in cycle) + ".", ("edges",), "q(z | x) must factor along a DAG."))
+    fields = out.options.get(("data", "fields"), {})
+    for vname, var in spec.variables.items():
+        has_gen_parent = graph.into(vname, "generative") is not None
+        if not var.observed and not has_gen_parent and var.prior is None:
+            d.append(Diagnostic("G004", f"latent root `{vname}` has no prior, so the p-trace cannot sample it.", ("variables", vname), f"add `prior: normal` (or `categorical`) to `{vname}`, or a generative edge into it."))
+        if var.observed and fields and graph.data_field(vname) not in fields and not (has_gen_parent and False):
+            d.append(Diagnostic("G005", f"observed variable `{vname}` has no data: dataset `{spec.data.source}` has no field `{graph.data_field(vname)}`.", ("variables", vname), f"bind it with `data: <field>` to one of: {', '.join(sorted(fields))}; or make it latent."))
+        if var.observed and var.prior is None and not has_gen_parent and not _feeds_generation(graph, vname) and not _used_anywhere(graph, vname):
+            d.append(Diagnostic("G005", f"observed variable `{vname}` is used by no edge.", ("variables", vname), "connect it or delete it."))
+    for e in graph.of_kind("inference"):
+        assert e.child is not None
+        child = spec.variables[e.child]
+        all_observed = child.observed and all(spec.variables[p].observed for p in e.parents)
+        explains = any(nx.has_path(gen, e.child, p) for p in e.parents)
+        if not (explains or all_observed):
+            d.append(Diagnostic("G006", f"inference edge `{e.name}` ({', '.join(e.parents)} -> {e.child}) approximates no posterior: no generative path leads from `{e.child}` to {', '.join('`' + p + '`' for p in e.parents)}, and they are not all observed.", e.path + ("inference",), f"add a generative edge from `{e.child}` towards the variables it is inferred from, or make it a supervised edge between observed variables."))
+    for e in graph.of_kind("adversarial"):
+        if len(e.real) != len(e.fake):
+            d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares {len(e.real)} real variable(s) with {len(e.fake)} fake one(s).", e.path, "give both sides the same number of variables."))
+            continue
+        for (tr, vr), (tf, vf) in zip(e.real, e.fake):
+            if graph.shape(vr) != graph.shape(vf):
+                d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares `{tr}.{vr}` of shape {list(graph.shape(vr))} with `{tf}.{vf}` of shape {list(graph.shape(vf))}.", e.path, "judge variables of the same shape on both sides."))
+        for trace, v in e.real + e.fake:
+            source = graph.p_source(v) if trace == "p" else graph.q_source(v)
+            if source == "none":
+                d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add a {'generative' if trace == 'p' else 'inference'} edge into `{v}`."))
+        behind = set().union(*(graph.nets_behind(v, t) for t, v in e.fake)) if e.fake else set()
+        if not behind:
+            d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
+
+
+def _feeds_generation(graph: ModelGraph, var: str) -> bool:
+    return any(var in e.parents for e in graph.edges if e.kind != "adversarial")
+
+
+def _used_anywhere(graph: ModelGraph, var: str) -> bool:
+    return any(var in e.variables or any(v == var for _, v in e.real + e.fake) for e in graph.edges)
+
+
+def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
+    fields = out.options.get(("data", "fields"), {})
+    for vname, var in spec.variables.items():
+        field = graph.data_field(vname)
+        if var.observed and field in fields and tuple(fields[field]) != tuple(var.shape):
+            d.append(Diagnostic("G012", f"observed variable `{vname}` has shape {list(var.shape)} but dataset `{spec.data.source}` gives `{field}` with shape {list(fields[field])}.", ("variables", vname, "shape"), f"write `shape: {list(fields[field])}`, or change the dataset's options."))
+        if var.prior is not None and registry.has("distributions", var.prior):
+            for msg in registry.get("distributions", var.prior).check(tuple(var.shape)):
+                d.append(Diagnostic("G012", f"prior `{var.prior}` of `{vname}`: {msg}", ("variables", vname, "shape")))
+    signature: dict[str, tuple[Any, EdgeInfo]] = {}
+    for e in graph.edges:
+        if e.kind == "adversarial":
+            inputs = [graph.shape(v) for _, v in e.real]
+            output: tuple[int, ...] = (1,)
+        else:
+            assert e.child is not None and e.dist is not None
+            dist = registry.get("distributions", e.dist)
+            for msg in dist.check(graph.shape(e.child)):
+                d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",)))
+            inputs = [graph.shape(p) for p in e.parents]
+            child = graph.shape(e.child)
+            output = (child[0] * dist.n_params,) + child[1:]
+        sig = (inputs, output)
+        if e.net in signature and signature[e.net][0] != sig:
+            first = signature[e.net][1]
+            d.append(Diagnostic("G012", f"network `{e.net}` computes edge `{first.name}` ({_sig(signature[e.net][0])}) and edge `{e.name}` ({_sig(sig)}); one network needs one shape.", e.path + ("net",), "use a separate network for each shape."))
+            continue
+        signature.setdefault(e.net, (sig, e))
+        net = spec.networks[e.net]
+        options = out.options.get(("networks", e.net, "arch"))
+        if options is None:
+            continue
+        for msg in registry.get("networks", net.arch).check(inputs, output, options):
+            d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net)))
+    out.options[("network", "signatures")] = {k: v[0] for k, v in signature.items()}
+
+
+def _sig(sig: tuple[Any, Any]) -> str:
+    inputs, output = sig
+    return ", ".join(str(list(s)) for s in inputs) + " -> " + str(list(output))
+
+
+def _phases(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
+    if not spec.phases:
+        d.append(Diagnostic("G009", "the spec has no phases, so nothing would be trained.", ("phases",), "add phases, or name a `family:` that derives them."))
+    updated: set[str] = set()
+    for i, phase in enumerate(spec.phases):
+        path: Path = ("phases", i)
+        if not phase.update:
+            d.append(Diagnostic("G009", f"phase `{phase.name}` updates no network.", path + ("update",), "list the networks it trains, e.g. `update: [generator]`."))
+        if not phase.terms:
+            d.append(Diagnostic("G009", f"phase `{phase.name}` has no terms, so its loss is empty.", path + ("terms",), "add a term such as `elbo` or `adversarial.g`."))
+        for n in phase.update:
+            if n in spec.networks and not spec.networks[n].trainable:
+                d.append(Diagnostic("G009", f"phase `{phase.name}` updates `{n}`, which is declared `trainable: false`.", path + ("update",), "remove it from `update` or make it trainable."))
+        updated.update(phase.update)
+        bound: list[BoundRef] = []
+        for j, ref in enumerate(phase.term_refs()):
+            b = _bind(graph, registry, ref, path + ("terms", j), d)
+            if b is not None:
+                bound.append(b)
+        out.terms[phase.name] = bound
+        if len(bound) == len(phase.terms):
+            reach = set().union(*(b.bound.reaches for b in bound)) if bound else set()
+            for n in phase.update:
+                if n in spec.networks and spec.networks[n].trainable and n not in reach:
+                    d.append(Diagnostic("G010", f"phase `{phase.name}` updates `{n}`, but the gradient of its terms ({', '.join(b.label for b in bound)}) cannot reach it (they reach: {', '.join(sorted(reach)) or 'nothing'}).", path + ("update",), f"add a term whose value depends on `{n}`, or drop `{n}` from `update`."))
+    for nname, net in spec.networks.items():
+        if net.trainable and nname not in updated and spec.phases:
+            d.append(Diagnostic("G011", f"network `{nname}` is trainable but no phase updates it.", ("networks", nname), f"add it to a phase's `update`, or set `trainable: false`."))
+
+
+def _bind(graph: ModelGraph, registry: Registry, ref: Any, path: Path, d: list[Diagnostic]) -> BoundRef | None:
+    if not registry.has("terms", ref.term):
+        return None
+    term = registry.get("terms", ref.term)
+    edge = None
+    if term.target is not None:
+        if ref.on is not None:
+            edge = graph.edge(ref.on)
+            if edge is None:
+                return None
+            if edge.kind != term.target:
+                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to a {term.target} edge, but `{ref.on}` is {edge.kind}.", path, "name a " + term.target + " edge: " + (", ".join(f"`{e.name}`" for e in graph.of_kind(term.target)) or "the graph has none") + "."))
+                return None
+        else:
+            candidates = graph.of_kind(term.target)
+            if len(candidates) != 1:
+                what = "none" if not candidates else ", ".join(f"`{e.name}`" for e in candidates)
+                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to a {term.target} edge, and the graph has {what}.", path, f"write `{ref.term}@<edge>` to choose one." if candidates else f"add a {term.target} edge."))
+                return None
+            edge = candidates[0]
+    elif ref.on is not None:
+        d.append(Diagnostic("G015", f"term `{ref.term}` applies to the whole model and takes no `@{ref.on}`.", path, f"write `{ref.term}`."))
+        return None
+    model = getattr(term, "Options", None)
+    if model is not None:
+        from .registry import validate_options
+
+        options, diags = validate_options(model, ref.options, path + ("options",), f"term `{ref.term}`")
+        if diags:
+            d.extend(diags)
+            return None
+    elif ref.options:
+        d.append(Diagnostic("G016", f"term `{ref.term}` takes no options.", path + ("options",), "remove them."))
+        return None
+    else:
+        options = None
+    try:
+        bound = term.bind(Site(graph, edge, options, registry))
+    except TermError as exc:
+        d.append(Diagnostic("G014", f"term `{ref.term}`{' on `' + edge.name + '`' if edge else ''}: {exc.message}", path, exc.hint))
+        return None
+    return BoundRef(ref.term, edge, ref.weight, bound, path)
