@@ -8,8 +8,8 @@ Format of one diagnostic (house convention)::
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 Path = tuple[str | int, ...]
 

@@ -1,7 +1,8 @@
 """The spec as a typed `networkx.MultiDiGraph`: variables are nodes, edges are typed.
 
 Edge keys: `generative` and `inference` edges run parent -> child variable; an adversarial
-link is a node of its own (`kind="link"`) with `adversarial` edges from each judged variable.
+link is a node of its own (`kind="link"`, named `link:<edge name>`) with `adversarial` edges
+from each judged variable.
 """
 
 from __future__ import annotations
@@ -153,10 +154,12 @@ def build_graph(spec: Spec) -> ModelGraph:
             continue
         edges.append(info)
         if info.kind == "adversarial":
-            g.add_node(info.name, kind="link", net=info.net, objective=info.objective)
+            # `link:` keeps the node apart from a variable of the same name (`name: x` on a link).
+            link = f"link:{info.name}"
+            g.add_node(link, kind="link", net=info.net, objective=info.objective, edge=info.name)
             for side, refs in (("real", info.real), ("fake", info.fake)):
                 for trace, v in refs:
-                    g.add_edge(v, info.name, key="adversarial", net=info.net, edge=info.name, side=side, trace=trace)
+                    g.add_edge(v, link, key="adversarial", net=info.net, edge=info.name, side=side, trace=trace)
         else:
             for p in info.parents:
                 g.add_edge(p, info.child, key=info.kind, net=info.net, dist=info.dist, edge=info.name)
@@ -174,16 +177,19 @@ def _parse_edge(e: Edge, i: int, errors: list[Diagnostic]) -> EdgeInfo | None:
             return None
         parents, child = names, None
         sides = []
+        bad = False  # every bad item is reported, not just the first
         for side, given, default in (("real", e.real, "q"), ("fake", e.fake, "p")):
             refs = [f"{default}.{n}" for n in names] if given is None else given
             parsed_side = []
             for j, ref in enumerate(refs):
-                trace, _, var = ref.partition(".")
+                trace, _, var = ref.strip().partition(".")
                 if trace not in ("p", "q") or not re.match(NAME, var):
                     errors.append(Diagnostic("S002", f"adversarial {side} side item `{ref}` is not `p.<variable>` or `q.<variable>`.", ("edges", i, side, j), "write e.g. `q.x` (inferred/data side) or `p.x` (generated side)."))
-                    return None
+                    bad = True
                 parsed_side.append((trace, var))
             sides.append(tuple(parsed_side))
+        if bad:
+            return None
         real, fake = sides
     else:
         parsed = parse_arrow(getattr(e, kind))
@@ -199,7 +205,7 @@ def _parse_edge(e: Edge, i: int, errors: list[Diagnostic]) -> EdgeInfo | None:
         child=child,
         net=e.net,
         dist=(e.dist or "deterministic") if kind != "adversarial" else None,
-        objective=(e.objective or "nonsaturating") if kind == "adversarial" else None,
+        objective=e.objective if kind == "adversarial" else None,
         options=dict(e.options),
         index=i,
         real=real,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .registry import Registry
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SPEC_NAME = r"^[A-Za-z0-9_.-]+$"
 
 
 class _Strict(BaseModel):
@@ -55,7 +57,7 @@ class Edge(_Strict):
     adversarial: str | list[str] | None = Field(None, description="variable or list of variables judged real (q-trace) vs fake (p-trace)")
     net: str = Field(description="network computing this edge")
     dist: str | None = Field(None, description="output distribution: bernoulli, normal, deterministic, categorical")
-    objective: str | None = Field(None, description="adversarial objective, e.g. `nonsaturating`, `minimax`")
+    objective: str | None = Field(None, description="adversarial objective (required on adversarial edges), e.g. `nonsaturating`, `minimax`, `hinge`")
     name: str | None = Field(None, pattern=NAME, description="name used by terms (`elbo@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
     real: list[str] | None = Field(None, description="adversarial real side as `trace.var` items (default `q.<var>` for each judged variable)")
     fake: list[str] | None = Field(None, description="adversarial fake side as `trace.var` items (default `p.<var>` for each judged variable)")
@@ -125,7 +127,7 @@ class Train(_Strict):
 
 class Spec(_Strict):
     unigen: Literal[1] = Field(description="spec format version")
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=SPEC_NAME)
     family: str | None = Field(None, description="registered family whose defaults fill what the spec leaves out")
     description: str = ""
     data: Data
@@ -139,9 +141,9 @@ class Spec(_Strict):
     @field_validator("variables", "networks")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if not re.match(NAME, key):
-                raise ValueError(f"`{key}` is not a valid name; use letters, digits and `_`, not starting with a digit")
+        bad = [f"`{key}`" for key in value if not re.match(NAME, str(key))]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} {'is not a valid name' if len(bad) == 1 else 'are not valid names'}; expected letters, digits and `_`, not starting with a digit")
         return value
 
 
@@ -156,15 +158,18 @@ def load_spec(path: str | FsPath, overrides: list[str] | None = None, registry: 
     file = str(path)
     try:
         text = FsPath(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UnigenError([Diagnostic("Y004", f"cannot read the spec: {exc}.", hint="check the path.", file=file)]) from None
+    except UnicodeDecodeError as exc:
+        raise UnigenError([Diagnostic("Y004", f"cannot read the spec: it is not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML text file.", hint="save the file as UTF-8.", file=file)]) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UnigenError([Diagnostic("Y004", f"cannot read the spec: {reason}; expected a readable YAML file.", hint="check the path.", file=file)]) from None
     return parse_spec(text, file, overrides, registry)
 
 
 def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = None, registry: "Registry | None" = None) -> tuple[Spec, SourceMap, dict[str, Any]]:
     raw, smap = load_yaml(text, file)
     if not isinstance(raw, dict):
-        raise smap.error([Diagnostic("S002", f"the spec must be a mapping, not {type(raw).__name__}.", hint="start the file with `unigen: 1` and `name: ...`.")])
+        raise smap.error([Diagnostic("S002", f"the spec is {_kind_of(raw)}; expected a mapping of keys such as `unigen: 1` and `name: ...`.", hint="start the file with `unigen: 1` and `name: ...` lines, without a leading `-`.")])
     given = copy.deepcopy(raw)
     doc = apply_overrides(raw, overrides or [], smap)
     if registry is not None and isinstance(doc.get("family"), str):
@@ -182,7 +187,9 @@ def validate_document(doc: dict[str, Any], smap: SourceMap) -> Spec:
 def pydantic_diagnostics(exc: ValidationError, doc: Any, prefix: Path = ()) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: set[tuple[Path, str]] = set()
-    for err in exc.errors():
+    missing: dict[Path, int] = {}  # S003 paths -> index in out
+    unknown: list[tuple[Path, str]] = []  # S001: (parent path, close match of a known key)
+    for err in _without_union_noise(exc.errors()):
         loc = _clean_loc(err["loc"])
         key = (loc, err["type"])
         if key in seen:
@@ -190,26 +197,107 @@ def pydantic_diagnostics(exc: ValidationError, doc: Any, prefix: Path = ()) -> l
         seen.add(key)
         path = prefix + loc
         kind = err["type"]
+        parent = _model_at(Spec, loc[:-1], doc) if loc and not prefix else None
+        where = f" in `{dotted(path[:-1])}`" if path[:-1] else ""
         if kind == "extra_forbidden":
-            parent_model = _model_at(Spec, loc[:-1], doc) if not prefix else None
-            choices = list(parent_model.model_fields) if parent_model else []
+            choices = list(parent.model_fields) if parent else []
             hint = did_you_mean(str(loc[-1]), choices) if choices else "remove it."
-            out.append(Diagnostic("S001", f"unknown key `{loc[-1]}`.", path, hint))
+            close = difflib.get_close_matches(str(loc[-1]), choices, n=1, cutoff=0.6)
+            if close:
+                unknown.append((path[:-1], close[0]))
+            known = "one of its keys" if path[:-1] else "one of the spec's top-level keys"
+            out.append(Diagnostic("S001", f"unknown key `{loc[-1]}`{where}; expected {known}.", path, hint))
         elif kind == "missing":
-            out.append(Diagnostic("S003", f"missing required key `{loc[-1]}`.", path, f"add `{loc[-1]}: ...` here."))
+            info = parent.model_fields.get(str(loc[-1])) if parent else None
+            about = f" ({info.description})" if info is not None and info.description else ""
+            missing[path] = len(out)
+            out.append(Diagnostic("S003", f"missing required key `{loc[-1]}`{where}{about}.", path, f"add `{loc[-1]}: ...` here."))
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            got = err.get("input")
-            shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
-            out.append(Diagnostic("S002", f"{msg}{shown}.", path, _hint_for(kind)))
+            out.append(Diagnostic("S002", _value_message(err), path, _hint_for(kind)))
+    # `netwroks:` is one mistake: the unknown key's hint already names `networks`.
+    drop = set()
+    for parent_path, close in unknown:
+        idx = missing.get(parent_path + (close,))
+        if idx is not None:
+            drop.add(idx)
+    return [d for i, d in enumerate(out) if i not in drop]
+
+
+# pydantic labels the branches of a union in `loc`; they are not part of the path.
+_BRANCHES = {"str": "a string", "list[str]": "a list of strings", "TermRef": "a mapping with `term:`", "int": "a whole number", "float": "a number", "none": "nothing (null)"}
+_MISMATCH = {"string_type", "list_type", "model_type", "dict_type", "int_type", "int_parsing", "float_type", "float_parsing", "none_required", "model_attributes_type"}
+
+
+def _without_union_noise(errors: list[Any]) -> list[Any]:
+    """One report per union value: the errors of the branch the user meant, or one mismatch.
+
+    For `terms: [{term: elbo, wieght: 2}]` pydantic reports that the item is not a string
+    *and* that `wieght` is unknown; only the second helps.
+    """
+    groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+    order: list[Any] = []
+    for err in errors:
+        loc = err["loc"]
+        idx = next((i for i, part in enumerate(loc) if isinstance(part, str) and part in _BRANCHES), None)
+        if idx is None:
+            order.append(err)
+            continue
+        group = tuple(loc[:idx])
+        if group not in groups:
+            groups[group] = []
+            order.append(group)
+        groups[group].append((idx, err))
+    out: list[Any] = []
+    for item in order:
+        if not isinstance(item, tuple):
+            out.append(item)
+            continue
+        members = groups[item]
+        deep = [err for idx, err in members if len(err["loc"]) > idx + 1 or err["type"] not in _MISMATCH]
+        if deep:
+            out.extend(deep)
+            continue
+        wanted = list(dict.fromkeys(_BRANCHES[err["loc"][idx]] for idx, err in members))
+        first = members[0][1]
+        out.append({"loc": item, "type": "union_type", "msg": "Input should be " + " or ".join(wanted), "input": first.get("input"), "ctx": {}})
     return out
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r}"
+
+
+def _value_message(err: Any) -> str:
+    kind, msg, got = err["type"], str(err["msg"]), err.get("input")
+    if msg.startswith("Value error, "):
+        return msg.removeprefix("Value error, ").rstrip(".") + "."
+    shown = "" if got is None else f" {_kind_of(got)}" if isinstance(got, (dict, list)) else f" {got!r}"
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        expected = {
+            NAME: "a name of letters, digits and `_`, not starting with a digit",
+            SPEC_NAME: "a name of letters, digits, `_`, `.` and `-`",
+        }.get(pattern, f"text matching `{pattern}`")
+        return f"invalid value{shown}; expected {expected}."
+    expected = msg.removeprefix("Input should be ").split(", unable to")[0]
+    if expected.startswith(("greater", "less")):
+        expected = "a number " + expected
+    elif expected.startswith("a valid dictionary"):
+        expected = "a mapping of `key: value` lines"
+    return f"invalid value{shown}; expected {expected}."
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> Path:
     # pydantic adds union-branch labels such as `str` or `TermRef`; they are not paths.
     out: list[str | int] = []
     for part in loc:
-        if isinstance(part, str) and (part in {"str", "TermRef", "list[str]", "int", "float", "none"} or part.startswith(("function-", "literal["))):
+        if isinstance(part, str) and (part in _BRANCHES or part.startswith(("function-", "literal["))):
             continue
         out.append(part)
     return tuple(out)
@@ -246,8 +334,12 @@ def _hint_for(kind: str) -> str:
         "greater_than": "use a positive number.",
         "greater_than_equal": "use a number that is not negative.",
         "literal_error": "use one of the listed values.",
-        "string_pattern_mismatch": "use letters, digits and `_`.",
-        "list_type": "write a list in brackets, e.g. `[64]`.",
+        "string_pattern_mismatch": "rename it.",
+        "bool_parsing": "write `true` or `false`.",
+        "bool_type": "write `true` or `false`.",
+        "string_type": "write text, quoted if it looks like a number.",
+        "union_type": "see `unigen schema` for what this key takes.",
+        "list_type": "write a list in brackets, e.g. `[a, b]`.",
         "dict_type": "write a mapping of `key: value` lines.",
         "model_type": "write a mapping of `key: value` lines.",
     }.get(kind, "")
@@ -270,9 +362,9 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str], smap: SourceMap |
         except yaml.YAMLError:
             value = value_text
         parts = key.strip().split(".")
-        err = _set_path(doc, parts, value)
+        err, hint = _set_path(doc, parts, value)
         if err:
-            errors.append(Diagnostic("S004", f"override `{item}`: {err}", hint="see `unigen show-config SPEC` for the keys a spec has."))
+            errors.append(Diagnostic("S004", f"override `{item}`: {err}", hint=hint or "see `unigen show-config SPEC` for the keys a spec has."))
     if errors:
         raise UnigenError(errors)
     return doc
@@ -284,34 +376,45 @@ def _override_loader() -> type:
     return _Loader
 
 
-def _set_path(doc: Any, parts: list[str], value: Any) -> str:
+def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str]:
+    """Set `parts` in `doc`; on failure, (what is wrong; what was expected, hint)."""
     node = doc
     model: Any = Spec
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
+        here = dotted(parts[:i])
         if isinstance(node, list):
             idx = _list_index(node, part)
             if idx is None:
                 names = [str(x.get("name")) for x in node if isinstance(x, dict) and "name" in x]
-                return f"no item `{part}` in `{dotted(parts[:i])}`; " + (did_you_mean(part, names) if names else f"use an index below {len(node)}.")
+                return (
+                    f"no item `{part}` in `{here}`; expected an index below {len(node)}" + (" or an item's `name`." if names else "."),
+                    did_you_mean(part, names) if names else f"use an index from 0 to {len(node) - 1}." if node else f"`{here}` is empty.",
+                )
             if last:
                 node[idx] = value
-                return ""
+                return "", ""
             node = node[idx]
             model = _element_model(model)
             continue
         if not isinstance(node, dict):
-            return f"`{dotted(parts[:i])}` is not a mapping."
+            return f"`{here}` is {_kind_of(node)}, not a mapping, so it has no key `{part}`.", f"override `{here}` itself, e.g. `{here}=...`."
         fields = _fields(model)
         open_kind = model in (Data, Network, Optim) or model is None
         if part not in node and fields is not None and part not in fields and not open_kind:
-            return f"unknown key `{part}` in `{dotted(parts[:i]) or 'the spec'}`; " + did_you_mean(part, list(fields))
+            where = f"`{here}`" if here else "the spec"
+            return f"unknown key `{part}` in {where}; expected one of its keys.", did_you_mean(part, list(fields))
         if last:
             node[part] = value
-            return ""
+            return "", ""
+        child = model[1] if isinstance(model, tuple) and model[0] == "dict" else _child_model(model, part)
+        if part not in node and isinstance(child, tuple) and child[0] == "list":
+            # `phases.gen.repeats=2` when the file has no `phases` (a family fills them in
+            # later): there is no item to address yet.
+            return f"`{dotted(parts[: i + 1])}` is not in the spec file, so its items cannot be addressed.", f"write `{part}:` in the file, or override the whole list: `{dotted(parts[: i + 1])}=[...]`."
         node = node.setdefault(part, {})
-        model = model[1] if isinstance(model, tuple) and model[0] == "dict" else _child_model(model, part)
-    return ""
+        model = child
+    return "", ""
 
 
 def _list_index(items: list[Any], part: str) -> int | None:

@@ -38,7 +38,10 @@ class Checked:
 def validate_graph(graph: ModelGraph, registry: Registry) -> Checked:
     out = Checked(list(graph.parse_errors), {}, {})
     names_ok = _names(graph, registry, out)
-    if names_ok:
+    _variables(graph, registry, out)
+    # Structure is judged on names that resolve and edges that parse: an edge dropped for a
+    # bad arrow would make its network look unused, its variables unconnected, and so on.
+    if names_ok and not graph.parse_errors:
         _structure(graph, out)
         _shapes(graph, registry, out)
         _phases(graph, registry, out)
@@ -81,25 +84,37 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
                 out.diagnostics.append(registry.unknown("distributions", var.prior, ("variables", vname, "prior")))
             elif not registry.get("distributions", var.prior).can_be_prior:
                 priors = [e.name for e in registry.all("distributions") if e.obj.can_be_prior]
-                out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior}` cannot be a prior.", ("variables", vname, "prior"), did_you_mean(var.prior, priors)))
-        if var.observed and fields and graph.data_field(vname) not in fields:
-            pass  # reported by the structure rule G005, which knows about generative parents
+                out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior}` cannot be a prior; expected one that can sample a root without parents.", ("variables", vname, "prior"), did_you_mean(var.prior, priors)))
     for nname, net in spec.networks.items():
         kind("networks", net.arch, net.options, ("networks", nname, "arch"))
-    seen_edges: dict[str, int] = {}
+    seen_edges: dict[str, EdgeInfo] = {}
     for e in graph.edges:
-        for v in e.variables + tuple(v for _, v in e.real + e.fake):
-            if v not in spec.variables:
+        reported: set[str] = set()  # `adversarial: xx` names xx as judged, real and fake: one report
+        for v in e.variables:
+            if v not in spec.variables and v not in reported:
+                reported.add(v)
                 _unknown(out, "variable", v, variables, e.path + (e.kind,))
+        for side, refs in (("real", e.real), ("fake", e.fake)):
+            given = getattr(spec.edges[e.index], side, None) is not None
+            for j, (_, v) in enumerate(refs):
+                if v not in spec.variables and v not in reported:
+                    reported.add(v)
+                    _unknown(out, "variable", v, variables, e.path + ((side, j) if given else (e.kind,)))
         if e.net not in spec.networks:
             _unknown(out, "network", e.net, networks, e.path + ("net",))
-        if e.kind == "adversarial":
+        if e.kind == "adversarial" and not e.objective:
+            out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add e.g. `objective: nonsaturating`."))
+        elif e.kind == "adversarial":
             kind("objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
         else:
             kind("distributions", e.dist or "", e.options, e.path + ("dist",), e.path + ("options",))
-        if e.name in seen_edges:
-            out.diagnostics.append(Diagnostic("G013", f"two edges are named `{e.name}` (edges {seen_edges[e.name]} and {e.index}).", e.path, "give one of them a distinct `name:`."))
-        seen_edges.setdefault(e.name, e.index)
+        prev = seen_edges.get(e.name)
+        # Two unnamed edges of one kind into one variable share a default name; the
+        # structure rule reports that as what it is (two edges into the variable).
+        defaulted = prev is not None and prev.kind == e.kind != "adversarial" and spec.edges[prev.index].name is None and spec.edges[e.index].name is None
+        if prev is not None and not defaulted:
+            out.diagnostics.append(Diagnostic("G013", f"two edges are named `{e.name}` (edges {prev.index} and {e.index}); expected distinct names.", e.path, "give one of them a distinct `name:`."))
+        seen_edges.setdefault(e.name, e)
     seen_phases: set[str] = set()
     for i, phase in enumerate(spec.phases):
         if phase.name in seen_phases:
@@ -126,7 +141,7 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
     used = {e.net for e in graph.edges}
     for nname in spec.networks:
         if nname not in used:
-            d.append(Diagnostic("G002", f"network `{nname}` is used by no edge.", ("networks", nname), "attach it to an edge with `net: " + nname + "` or delete it."))
+            d.append(Diagnostic("G002", f"network `{nname}` is used by no edge; expected every network to compute an edge.", ("networks", nname), "attach it to an edge with `net: " + nname + "` or delete it."))
     for kind in ("generative", "inference"):
         seen: dict[str, EdgeInfo] = {}
         for e in graph.of_kind(kind):
@@ -135,28 +150,32 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
                 d.append(Diagnostic("G013", f"variable `{e.child}` has two {kind} edges (edges {seen[e.child].index} and {e.index}).", e.path, "merge their parents into one edge: `a, b -> " + e.child + "`."))
             seen.setdefault(e.child, e)
             if e.child in e.parents:
-                d.append(Diagnostic("G003", f"{kind} edge `{e.name}` points `{e.child}` at itself.", e.path + (kind,), "remove the self-loop."))
+                d.append(Diagnostic("G003", f"{kind} edge `{e.name}` points `{e.child}` at itself; expected a parent other than the child.", e.path + (kind,), "remove the self-loop."))
     gen = graph.generative_dag()
-    try:
-        cycle = nx.find_cycle(gen)
+    for kind, dag in (("generative", gen), ("inference", graph.inference_dag())):
+        acyclic = dag.copy()
+        acyclic.remove_edges_from(list(nx.selfloop_edges(acyclic)))  # self-loops are reported above
+        try:
+            cycle = nx.find_cycle(acyclic)
+        except nx.NetworkXNoCycle:
+            continue
         names = [u for u, _ in cycle] + [cycle[0][0]]
-        e = next(x for x in graph.of_kind("generative") if x.child == cycle[0][1])
-        d.append(Diagnostic("G003", "the generative edges form a cycle: " + " -> ".join(names) + "; p(x, z) must factor along a DAG.", e.path + ("generative",), "reverse or remove one of these edges; a recognition direction belongs in an `inference` edge."))
-    except nx.NetworkXNoCycle:
-        pass
-    inf = graph.inference_dag()
-    if not nx.is_directed_acyclic_graph(inf):
-        cycle = nx.find_cycle(inf)
-        d.append(Diagnostic("G003", "the inference edges form a cycle: " + " -> ".join(u for u, _ in cycle) + ".", ("edges",), "q(z | x) must factor along a DAG."))
+        e = next(x for x in graph.of_kind(kind) if x.child == cycle[0][1])
+        if kind == "generative":
+            what, hint = "p(x, z) must factor along a DAG", "reverse or remove one of these edges; a recognition direction belongs in an `inference` edge."
+        else:
+            what, hint = "q(z | x) must factor along a DAG", "reverse or remove one of these edges; a generating direction belongs in a `generative` edge."
+        d.append(Diagnostic("G003", f"the {kind} edges form a cycle: " + " -> ".join(names) + f"; {what}.", e.path + (kind,), hint))
     fields = out.options.get(("data", "fields"), {})
     for vname, var in spec.variables.items():
-        has_gen_parent = graph.into(vname, "generative") is not None
-        if not var.observed and not has_gen_parent and var.prior is None:
-            d.append(Diagnostic("G004", f"latent root `{vname}` has no prior, so the p-trace cannot sample it.", ("variables", vname), f"add `prior: normal` (or `categorical`) to `{vname}`, or a generative edge into it."))
-        if var.observed and fields and graph.data_field(vname) not in fields and not (has_gen_parent and False):
-            d.append(Diagnostic("G005", f"observed variable `{vname}` has no data: dataset `{spec.data.source}` has no field `{graph.data_field(vname)}`.", ("variables", vname), f"bind it with `data: <field>` to one of: {', '.join(sorted(fields))}; or make it latent."))
-        if var.observed and var.prior is None and not has_gen_parent and not _feeds_generation(graph, vname) and not _used_anywhere(graph, vname):
-            d.append(Diagnostic("G005", f"observed variable `{vname}` is used by no edge.", ("variables", vname), "connect it or delete it."))
+        if not var.observed:
+            continue
+        if var.prior is None and not _used_anywhere(graph, vname):  # so no generative parent either
+            d.append(Diagnostic("G005", f"observed variable `{vname}` has no generative parent and is used by no edge; expected it to be generated, judged or inferred from.", ("variables", vname), "connect it with an edge or delete it."))
+        elif fields and graph.data_field(vname) not in fields:
+            # A generative parent does not make data optional: the q-trace reads every
+            # observed variable from the batch, whatever generates it in the p-trace.
+            d.append(Diagnostic("G005", f"observed variable `{vname}` has no data: dataset `{spec.data.source}` has no field `{graph.data_field(vname)}`; expected one of its fields.", ("variables", vname), f"bind it with `data: <field>` to one of: {', '.join(sorted(fields))}; or make it latent."))
     for e in graph.of_kind("inference"):
         assert e.child is not None
         child = spec.variables[e.child]
@@ -174,30 +193,33 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
         for trace, v in e.real + e.fake:
             source = graph.p_source(v) if trace == "p" else graph.q_source(v)
             if source == "none":
-                d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add a {'generative' if trace == 'p' else 'inference'} edge into `{v}`."))
+                d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
         behind = set().union(*(graph.nets_behind(v, t) for t, v in e.fake)) if e.fake else set()
         if not behind:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
-
-
-def _feeds_generation(graph: ModelGraph, var: str) -> bool:
-    return any(var in e.parents for e in graph.edges if e.kind != "adversarial")
 
 
 def _used_anywhere(graph: ModelGraph, var: str) -> bool:
     return any(var in e.variables or any(v == var for _, v in e.real + e.fake) for e in graph.edges)
 
 
-def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+def _variables(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    """Checks of single variables: they hold whatever else is wrong, so they always run."""
     spec, d = graph.spec, out.diagnostics
     fields = out.options.get(("data", "fields"), {})
     for vname, var in spec.variables.items():
+        if not var.observed and graph.into(vname, "generative") is None and var.prior is None:
+            d.append(Diagnostic("G004", f"latent root `{vname}` has no prior, so the p-trace cannot sample it; expected a prior or a generative edge into it.", ("variables", vname), f"add `prior: normal` (or `categorical`) to `{vname}`, or a generative edge into it."))
         field = graph.data_field(vname)
         if var.observed and field in fields and tuple(fields[field]) != tuple(var.shape):
             d.append(Diagnostic("G012", f"observed variable `{vname}` has shape {list(var.shape)} but dataset `{spec.data.source}` gives `{field}` with shape {list(fields[field])}.", ("variables", vname, "shape"), f"write `shape: {list(fields[field])}`, or change the dataset's options."))
         if var.prior is not None and registry.has("distributions", var.prior):
             for msg in registry.get("distributions", var.prior).check(tuple(var.shape)):
-                d.append(Diagnostic("G012", f"prior `{var.prior}` of `{vname}`: {msg}", ("variables", vname, "shape")))
+                d.append(Diagnostic("G012", f"prior `{var.prior}` of `{vname}`: {msg}", ("variables", vname, "shape"), f"change the shape of `{vname}` or its prior."))
+
+
+def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
     signature: dict[str, tuple[Any, EdgeInfo]] = {}
     for e in graph.edges:
         if e.kind == "adversarial":
@@ -207,7 +229,7 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             assert e.child is not None and e.dist is not None
             dist = registry.get("distributions", e.dist)
             for msg in dist.check(graph.shape(e.child)):
-                d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",)))
+                d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",), f"change the shape of `{e.child}` or the edge's `dist`."))
             inputs = [graph.shape(p) for p in e.parents]
             child = graph.shape(e.child)
             output = (child[0] * dist.n_params,) + child[1:]
@@ -222,7 +244,7 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
         if options is None:
             continue
         for msg in registry.get("networks", net.arch).check(inputs, output, options):
-            d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net)))
+            d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net), "change the network's options or the shapes of the edge's variables."))
     out.options[("network", "signatures")] = {k: v[0] for k, v in signature.items()}
 
 
@@ -252,14 +274,19 @@ def _phases(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             if b is not None:
                 bound.append(b)
         out.terms[phase.name] = bound
-        if len(bound) == len(phase.terms):
-            reach = set().union(*(b.bound.reaches for b in bound)) if bound else set()
+        if bound and len(bound) == len(phase.terms):  # no terms at all is G009 already
+            reach = set().union(*(b.bound.reaches for b in bound))
             for n in phase.update:
                 if n in spec.networks and spec.networks[n].trainable and n not in reach:
                     d.append(Diagnostic("G010", f"phase `{phase.name}` updates `{n}`, but the gradient of its terms ({', '.join(b.label for b in bound)}) cannot reach it (they reach: {', '.join(sorted(reach)) or 'nothing'}).", path + ("update",), f"add a term whose value depends on `{n}`, or drop `{n}` from `update`."))
+    used = {e.net for e in graph.edges}
     for nname, net in spec.networks.items():
-        if net.trainable and nname not in updated and spec.phases:
-            d.append(Diagnostic("G011", f"network `{nname}` is trainable but no phase updates it.", ("networks", nname), f"add it to a phase's `update`, or set `trainable: false`."))
+        if net.trainable and nname not in updated and spec.phases and nname in used:  # unused: G002
+            d.append(Diagnostic("G011", f"network `{nname}` is trainable but no phase updates it.", ("networks", nname), "add it to a phase's `update`, or set `trainable: false`."))
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def _bind(graph: ModelGraph, registry: Registry, ref: Any, path: Path, d: list[Diagnostic]) -> BoundRef | None:
@@ -273,13 +300,13 @@ def _bind(graph: ModelGraph, registry: Registry, ref: Any, path: Path, d: list[D
             if edge is None:
                 return None
             if edge.kind != term.target:
-                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to a {term.target} edge, but `{ref.on}` is {edge.kind}.", path, "name a " + term.target + " edge: " + (", ".join(f"`{e.name}`" for e in graph.of_kind(term.target)) or "the graph has none") + "."))
+                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to {_a(term.target)} edge, but `{ref.on}` is {edge.kind}.", path, f"name {_a(term.target)} edge: " + (", ".join(f"`{e.name}`" for e in graph.of_kind(term.target)) or "the graph has none") + "."))
                 return None
         else:
             candidates = graph.of_kind(term.target)
             if len(candidates) != 1:
                 what = "none" if not candidates else ", ".join(f"`{e.name}`" for e in candidates)
-                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to a {term.target} edge, and the graph has {what}.", path, f"write `{ref.term}@<edge>` to choose one." if candidates else f"add a {term.target} edge."))
+                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to {_a(term.target)} edge, and the graph has {what}; expected exactly one, or `@<edge>`.", path, f"write `{ref.term}@<edge>` to choose one." if candidates else f"add {_a(term.target)} edge."))
                 return None
             edge = candidates[0]
     elif ref.on is not None:

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from unigen import hookimpl
+from unigen import registry as registry_mod
+from unigen.kinds import Dist
+from unigen.registry import load_registry
+
+
+@dataclass
+class FakeDist:
+    name: str
+    version: str = "1.0"
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, dist: str, target: Any) -> None:
+        self.name, self.dist, self._target = name, FakeDist(dist), target
+
+    def load(self) -> Any:
+        if isinstance(self._target, BaseException):
+            raise self._target
+        return self._target
+
+
+def plugin(name: str, **attrs: Any) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    for k, v in attrs.items():
+        setattr(mod, k, v)
+    return mod
+
+
+@pytest.fixture
+def fake_entry_points(monkeypatch):
+    real = registry_mod._entry_points()
+
+    def install(*extra: FakeEntryPoint) -> None:
+        monkeypatch.setattr(registry_mod, "_entry_points", lambda: list(real) + list(extra))
+
+    return install
+
+
+class Gamma(Dist):
+    doc = "a third-party distribution"
+
+
+@hookimpl
+def _register_gamma(register):
+    register("gamma", Gamma())
+
+
+def test_registry_builtins_come_from_entry_points():
+    reg = load_registry()
+    by_kind = {e.name: e.plugin for e in reg.all("terms")}
+    assert by_kind["elbo"] == "vae"
+    assert by_kind["adversarial.d"] == "gan"
+    assert {p.name for p in reg.plugins} >= {"std", "vae", "gan"}
+    assert all(p.dist == "unigen" for p in reg.plugins)
+
+
+def test_registry_broken_plugin_is_reported_and_others_load(fake_entry_points):
+    fake_entry_points(FakeEntryPoint("broken", "unigen-broken", ImportError("No module named 'scipy_missing'")))
+    reg = load_registry()
+    broken = [p for p in reg.plugins if p.name == "broken"]
+    assert broken and "No module named 'scipy_missing'" in broken[0].error
+    assert any(d.code == "P001" and "broken" in d.message for d in reg.problems)
+    assert reg.has("terms", "elbo") and reg.has("datasets", "digits")
+
+
+def test_registry_unknown_kind_mentions_failed_plugins(fake_entry_points):
+    fake_entry_points(FakeEntryPoint("broken", "unigen-broken", ImportError("boom")))
+    reg = load_registry()
+    diag = reg.unknown("distributions", "gamma", ("edges", 0, "dist"))
+    assert diag.code == "G001"
+    assert "broken" in diag.hint
+
+
+def test_registry_duplicate_kind_names_both_plugins(fake_entry_points):
+    dup = plugin("dup", unigen_register_distributions=hookimpl(lambda register: register("normal", Gamma())))
+    fake_entry_points(FakeEntryPoint("dup", "unigen-dup", dup))
+    reg = load_registry()
+    msgs = [d.message for d in reg.problems if d.code == "P002"]
+    assert len(msgs) == 1
+    assert "`std`" in msgs[0] and "`dup`" in msgs[0] and "normal" in msgs[0]
+    assert reg.entries["distributions"]["normal"].plugin == "std"  # the first registration is kept
+
+
+def test_registry_third_party_plugin_registers(fake_entry_points):
+    fake_entry_points(FakeEntryPoint("gammaplug", "unigen-gamma", plugin("gammaplug", unigen_register_distributions=_register_gamma)))
+    reg = load_registry()
+    entry = reg.entries["distributions"]["gamma"]
+    assert (entry.plugin, entry.dist) == ("gammaplug", "unigen-gamma")
+
+
+def test_registry_api_version_mismatch_is_refused(fake_entry_points):
+    old = plugin("old", UNIGEN_PLUGIN_API=0, unigen_register_distributions=_register_gamma)
+    fake_entry_points(FakeEntryPoint("old", "unigen-old", old))
+    reg = load_registry()
+    assert not reg.has("distributions", "gamma")
+    diag = next(d for d in reg.problems if d.code == "P003")
+    assert "plugin API 0" in diag.message and "old" in diag.message
+
+
+def test_registry_plugin_failing_inside_hook_is_isolated(fake_entry_points):
+    def bad(register):
+        raise RuntimeError("exploded while registering")
+
+    fake_entry_points(FakeEntryPoint("bad", "unigen-bad", plugin("bad", unigen_register_metrics=hookimpl(bad))))
+    reg = load_registry()
+    assert any(d.code == "P001" and "exploded while registering" in d.message for d in reg.problems)
+    assert reg.has("metrics", "modes")
+
+
+def test_registry_autoload_switch_keeps_builtins_only(fake_entry_points, monkeypatch):
+    fake_entry_points(FakeEntryPoint("gammaplug", "unigen-gamma", plugin("gammaplug", unigen_register_distributions=_register_gamma)))
+    monkeypatch.setenv("UNIGEN_DISABLE_PLUGIN_AUTOLOAD", "1")
+    reg = load_registry()
+    assert not reg.has("distributions", "gamma")
+    assert reg.has("terms", "elbo")
+
+
+def test_registry_block_list_skips_named_plugins(monkeypatch):
+    monkeypatch.setenv("UNIGEN_BLOCK_PLUGINS", "gan")
+    reg = load_registry()
+    assert not reg.has("terms", "adversarial.d")
+    assert reg.has("terms", "elbo")
+
+
+def test_cli_plugins_lists_plugins_kinds_and_errors(cli, fake_entry_points, monkeypatch):
+    fake_entry_points(FakeEntryPoint("broken", "unigen-broken", ImportError("missing dependency")))
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+    code, out, err = cli("plugins", "--strict")
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+    assert code == 1
+    assert "broken" in out and "FAILED: ImportError: missing dependency" in out
+    assert "elbo" in out and "[vae]" in out
+    assert "ring2d" in out and "[std]" in out
