@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import torch
 
 from unigen import hookimpl
 from unigen import registry as registry_mod
@@ -47,6 +48,9 @@ def fake_entry_points(monkeypatch):
 
 class Gamma(Dist):
     doc = "a third-party distribution"
+
+    def make(self, out, event_dims, options):
+        return torch.distributions.Independent(torch.distributions.Gamma(out.exp(), 1.0), event_dims)
 
 
 @hookimpl

@@ -11,8 +11,8 @@ import torch
 import yaml
 from conftest import ROOT, SPECS
 
-from unigen.rundir import load_checkpoint
 from unigen.run import compile_file, train_run
+from unigen.rundir import load_checkpoint
 from unigen.trainer import Trainer
 
 

@@ -656,3 +656,9 @@ def test_validate_cli_malformed_spec_exits_2_with_a_located_message(cli, write_s
     if line is not None:
         assert f"{path}:{line}:" in err
     assert not (tmp_path / "run").exists()  # nothing is written before the spec is valid
+
+
+def test_validate_g001_prior_only_distribution_on_an_edge(check):
+    d = the(check(GAN.replace("dist: deterministic", "dist: uniform")), "G001")
+    assert dotted(d.path) == "edges.0.dist"
+    assert "prior only" in d.message and "did you mean" in d.hint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import UnigenError
 
@@ -38,8 +38,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
-    from .rundir import dump_yaml
     from .run import compile_file
+    from .rundir import dump_yaml
 
     print(dump_yaml(compile_file(args.spec, args.overrides, _registry()).resolved), end="")
     return 0

@@ -7,7 +7,8 @@ The protocols the registered objects follow live in `unigen.kinds`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -6,8 +6,10 @@ A plugin subclasses these (or passes any object with the same attributes) to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -57,13 +59,14 @@ class Bound:
     reaches: frozenset[str] = frozenset()  # networks its gradient can reach
 
 
-class Term:
+class Term(ABC):
     target: str | None = None  # edge kind the term attaches to: generative, inference, adversarial
     Options: type[BaseModel] | None = None
     doc = ""
 
+    @abstractmethod
     def bind(self, site: Site) -> Bound:
-        raise NotImplementedError  # a base class: every registered term overrides it
+        """Check the graph has what the term needs (else raise TermError) and return its loss."""
 
 
 # --------------------------------------------------------------- distributions
@@ -90,19 +93,22 @@ class Delta(torch.distributions.Distribution):
         return self.rsample(sample_shape).detach()
 
 
-class Dist:
+class Dist(ABC):
     n_params = 1  # network outputs per event element (normal: mean and log-variance)
     has_density = True
     reparam = True  # rsample carries gradients to the network
     can_be_prior = False
+    can_be_edge = True
+    constant_prior = True  # the prior has no parameters that change: it is built once per batch size
     Options: type[BaseModel] | None = None
     doc = ""
 
+    @abstractmethod
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
-        raise NotImplementedError  # a base class: every registered distribution overrides it
+        """The distribution given a network's output of shape (batch, n_params * C, ...)."""
 
     def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:
-        raise NotImplementedError  # only kinds with can_be_prior = True are asked
+        raise TypeError(f"{type(self).__name__} cannot be a prior (can_be_prior is False)")
 
     def check(self, shape: tuple[int, ...]) -> list[str]:
         return []
@@ -111,13 +117,13 @@ class Dist:
 # -------------------------------------------------------------------- networks
 
 
-class Arch:
+class Arch(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
 
+    @abstractmethod
     def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> nn.Module:
         """A module called as `net(*parents)` returning a tensor of shape (batch, *output)."""
-        raise NotImplementedError  # a base class: every registered architecture overrides it
 
     def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
         return []
@@ -133,40 +139,45 @@ class Dataset:
     info: dict[str, Any] = field(default_factory=dict)  # e.g. modes, sigma, image shape
 
 
-class DatasetKind:
+class DatasetKind(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
 
+    @abstractmethod
     def fields(self, options: Any) -> dict[str, tuple[int, ...]]:
-        raise NotImplementedError  # a base class: every registered dataset overrides it
+        """Field name -> shape, known without loading (validation uses it)."""
 
+    @abstractmethod
     def load(self, options: Any) -> Dataset:
-        raise NotImplementedError  # a base class: every registered dataset overrides it
+        """The train and test tensors, from embedded data or local files only."""
 
 
 # ----------------------------------------------------------- objectives, metrics
 
 
-class Objective:
+class Objective(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
 
+    @abstractmethod
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:
-        raise NotImplementedError  # a base class: every registered objective overrides it
+        """The discriminator's loss on logits of the real and the fake side."""
 
-    def g_loss(self, fake: torch.Tensor, options: Any) -> torch.Tensor:
-        raise NotImplementedError  # a base class: every registered objective overrides it
+    @abstractmethod
+    def g_loss(self, fake: torch.Tensor, options: Any, real: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator side's loss; `real` is given when something trainable stands behind it."""
 
 
-class Metric:
+class Metric(ABC):
     doc = ""
     higher_is_better = True
 
     def applies(self, model: "Model") -> bool:
         return False
 
+    @abstractmethod
     def compute(self, model: "Model") -> dict[str, float]:
-        raise NotImplementedError  # a base class: every registered metric overrides it
+        """Metric name -> value, computed without gradients on the trained model."""
 
 
 class Family:

@@ -79,6 +79,23 @@ class Model(nn.Module):
             dataset.info,
         )
         self.fields = {v: graph.data_field(v) for v, var in spec.variables.items() if var.observed}
+        # How each trace produces each variable, resolved once: the hot path only looks up.
+        self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
+            "p": {v: (graph.p_source(v), graph.into(v, "generative")) for v in spec.variables},
+            "q": {v: (graph.q_source(v), graph.into(v, "inference")) for v in spec.variables},
+        }
+        self.reparam = {name: entry[0].reparam for name, entry in self.edge_dist.items()}
+        self._priors: dict[tuple[str, int], torch.distributions.Distribution] = {}
+
+    def prior(self, var: str, n: int) -> torch.distributions.Distribution:
+        """p(var) for a batch of n; fixed priors are built once per batch size."""
+        dist = self._priors.get((var, n))
+        if dist is None:
+            kind = self.priors[var]
+            dist = kind.prior(self.program.graph.shape(var), n, self.device)
+            if getattr(kind, "constant_prior", True):
+                self._priors[(var, n)] = dist
+        return dist
 
     def trace(self, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> "Trace":
         return Trace(self, side, batch, n)
@@ -126,8 +143,7 @@ class Trace:
         return value
 
     def _compute(self, var: str) -> torch.Tensor:
-        graph = self.graph
-        source = graph.p_source(var) if self.side == "p" else graph.q_source(var)
+        source, edge = self.model.sources[self.side][var]
         if source == "data":
             if var not in self.batch:
                 raise RuntimeError(f"the {self.side}-trace needs `{var}` from the data batch, but this phase drew no batch")
@@ -136,18 +152,13 @@ class Trace:
             dist = self.prior(var)
             return dist.rsample() if dist.has_rsample else dist.sample()
         if source == "edge":
-            edge = graph.into(var, "generative" if self.side == "p" else "inference")
             assert edge is not None
             dist = self.cond(edge)
-            return dist.rsample() if self.model.edge_dist[edge.name][0].reparam else dist.sample()
+            return dist.rsample() if self.model.reparam[edge.name] else dist.sample()
         raise RuntimeError(f"the {self.side}-trace has no way to produce `{var}`")
 
     def prior(self, var: str) -> torch.distributions.Distribution:
-        key = "prior:" + var
-        dist = self.conds.get(key)
-        if dist is None:
-            dist = self.conds[key] = self.model.priors[var].prior(self.graph.shape(var), self.n, self.model.device)
-        return dist
+        return self.model.prior(var, self.n)
 
     def cond(self, edge: EdgeInfo) -> torch.distributions.Distribution:
         """The edge's conditional distribution, evaluated at this trace's parent values."""

@@ -6,8 +6,9 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -61,9 +62,14 @@ class Trainer:
             make = registry.get("optimizers", plan.optim)
             self.runners.append(PhaseRunner(plan, make(params, **plan.optim_options), params))
         self.step_count = 0
+        self._frozen_for: PhaseRunner | None = None
+        self.model.train()
 
     # ---------------------------------------------------------------- stepping
     def _freeze_for(self, runner: PhaseRunner) -> None:
+        if self._frozen_for is runner:
+            return
+        self._frozen_for = runner
         # Freezing (requires_grad=False) what a phase does not update keeps autograd from
         # recording the frozen networks at all: the generator's forward in a
         # discriminator phase costs no backward, as with `.detach()` in a hand-written loop.
@@ -83,14 +89,16 @@ class Trainer:
             for t in plan.terms:
                 value = t.bound.loss(ctx)
                 runner.last[t.label] = value.detach()
-                loss = value * t.weight if loss is None else loss + value * t.weight
+                if t.weight != 1:  # x * 1.0 is x exactly; skipping it saves an op and its backward
+                    value = value * t.weight
+                loss = value if loss is None else loss + value
             assert loss is not None, "validation guarantees every phase has terms"
             runner.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             runner.optimizer.step()
 
     def step(self) -> None:
-        self.model.train()
+        # The model is in training mode: set at construction and restored by `evaluate`.
         s = self.step_count
         for runner in self.runners:
             if s % runner.plan.every == 0:

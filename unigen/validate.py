@@ -108,6 +108,9 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
             kind("objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
         else:
             kind("distributions", e.dist or "", e.options, e.path + ("dist",), e.path + ("options",))
+            if registry.has("distributions", e.dist or "") and not getattr(registry.get("distributions", e.dist or ""), "can_be_edge", True):
+                edge_kinds = [x.name for x in registry.all("distributions") if getattr(x.obj, "can_be_edge", True)]
+                out.diagnostics.append(Diagnostic("G001", f"distribution `{e.dist}` is a prior only and cannot be an edge's output.", e.path + ("dist",), did_you_mean(e.dist or "", edge_kinds)))
         prev = seen_edges.get(e.name)
         # Two unnamed edges of one kind into one variable share a default name; the
         # structure rule reports that as what it is (two edges into the variable).

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field
 
 from unigen.kinds import Objective, Options
@@ -73,10 +72,9 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
-def r1_penalty(d: torch.nn.Module, real: list[torch.Tensor], gamma: float) -> torch.Tensor:
-    """gamma/2 * E||grad_x D(x)||^2 at the real side: it keeps D flat on the data manifold."""
-    inputs = [r.detach().requires_grad_(True) for r in real]
-    out = d(*inputs)
-    grads = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+def r1_penalty(real_logits: torch.Tensor, real: list[torch.Tensor], gamma: float) -> torch.Tensor:
+    """gamma/2 * E||grad_x D(x)||^2 at the real side (inputs that require grad): it keeps D
+    flat on the data manifold (Mescheder et al. 2018)."""
+    grads = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     sq = sum(g.flatten(1).pow(2).sum(1) for g in grads)
     return 0.5 * gamma * sq.mean()

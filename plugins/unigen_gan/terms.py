@@ -40,9 +40,13 @@ class AdversarialD(Term):
             d = ctx.net(net)
             objective, opts = ctx.model.objectives[e.name]
             real = _side(ctx, e.real)
-            loss = objective.d_loss(d(*real), d(*_side(ctx, e.fake)), opts)
             gamma = getattr(opts, "r1", 0.0)
-            return loss + r1_penalty(d, real, gamma) if gamma else loss
+            if gamma:
+                # R1 differentiates D(real) with respect to the real inputs; one forward serves both.
+                real = [r.detach().requires_grad_(True) for r in real]
+            real_logits = d(*real)
+            loss = objective.d_loss(real_logits, d(*_side(ctx, e.fake)), opts)
+            return loss + r1_penalty(real_logits, real, gamma) if gamma else loss
 
         traces = frozenset(t for t, _ in e.real + e.fake)
         reaches = site.graph.nets_of(e) | _behind(site.graph, e.real) | _behind(site.graph, e.fake)

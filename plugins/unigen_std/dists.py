@@ -5,9 +5,85 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.distributions import Bernoulli, Independent, Normal, OneHotCategorical, Uniform
+import torch.nn.functional as F
+from torch.distributions import Distribution, Independent, OneHotCategorical, Uniform, register_kl
 
 from unigen.kinds import Delta, Dist
+
+_HALF_LOG_2PI = 0.9189385332046727
+
+
+def _sum_event(x: torch.Tensor, event_dims: int) -> torch.Tensor:
+    return x.flatten(x.dim() - event_dims).sum(-1) if event_dims else x
+
+
+class DiagNormal(Distribution):
+    """A diagonal Gaussian whose last `event_dims` dimensions form one event.
+
+    Equivalent to `Independent(Normal(mean, std), event_dims)`, in fewer operations: these
+    sit on every training step of every model with a Gaussian edge or prior.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, event_dims: int, logvar: torch.Tensor | None = None, standard: bool = False) -> None:
+        self.loc, self.scale, self.event_dims, self.standard = mean, std, event_dims, standard
+        self._log_scale = 0.5 * logvar if logvar is not None else None
+        split = mean.dim() - event_dims
+        super().__init__(mean.shape[:split], mean.shape[split:], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def log_scale(self) -> torch.Tensor:
+        return self._log_scale if self._log_scale is not None else self.scale.log()
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.loc.shape
+        return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        z = (value - self.loc) / self.scale
+        return _sum_event(-0.5 * z * z - self.log_scale - _HALF_LOG_2PI, self.event_dims)
+
+
+@register_kl(DiagNormal, DiagNormal)
+def _kl_diag_normal(q: DiagNormal, p: DiagNormal) -> torch.Tensor:
+    if p.standard:  # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1)/2 - log s
+        return _sum_event(0.5 * (q.loc.pow(2) + q.scale.pow(2) - 1) - q.log_scale, q.event_dims)
+    var_ratio = (q.scale / p.scale).pow(2)
+    t = ((q.loc - p.loc) / p.scale).pow(2)
+    return _sum_event(0.5 * (var_ratio + t - 1) - (q.log_scale - p.log_scale), q.event_dims)
+
+
+class BernoulliLogits(Distribution):
+    """Independent Bernoulli variables given by logits, summed over the event dimensions."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, logits: torch.Tensor, event_dims: int) -> None:
+        self.logits, self.event_dims = logits, event_dims
+        split = logits.dim() - event_dims
+        super().__init__(logits.shape[:split], logits.shape[split:], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            probs = torch.sigmoid(self.logits).expand(torch.Size(sample_shape) + self.logits.shape)
+            return torch.bernoulli(probs)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -_sum_event(F.binary_cross_entropy_with_logits(self.logits, value, reduction="none"), self.event_dims)
 
 
 class NormalDist(Dist):
@@ -17,11 +93,11 @@ class NormalDist(Dist):
 
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
         mean, logvar = out.chunk(2, dim=1)
-        return Independent(Normal(mean, torch.exp(0.5 * logvar), validate_args=False), event_dims, validate_args=False)
+        return DiagNormal(mean, torch.exp(0.5 * logvar), event_dims, logvar=logvar)
 
     def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:
         zeros = torch.zeros((n, *shape), device=device)
-        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), len(shape), validate_args=False)
+        return DiagNormal(zeros, torch.ones_like(zeros), len(shape), logvar=zeros, standard=True)
 
 
 class BernoulliDist(Dist):
@@ -30,10 +106,10 @@ class BernoulliDist(Dist):
     doc = "independent Bernoulli pixels; the network outputs logits; prior Bernoulli(1/2)"
 
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
-        return Independent(Bernoulli(logits=out, validate_args=False), event_dims, validate_args=False)
+        return BernoulliLogits(out, event_dims)
 
     def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:
-        return Independent(Bernoulli(logits=torch.zeros((n, *shape), device=device), validate_args=False), len(shape), validate_args=False)
+        return BernoulliLogits(torch.zeros((n, *shape), device=device), len(shape))
 
 
 class DeterministicDist(Dist):
@@ -61,6 +137,7 @@ class CategoricalDist(Dist):
 
 class UniformDist(Dist):
     can_be_prior = True
+    can_be_edge = False
     doc = "prior only: uniform on [-1, 1] in every coordinate"
 
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:

@@ -59,19 +59,23 @@ def _kl(q: torch.distributions.Distribution, p: torch.distributions.Distribution
         return q.log_prob(value) - p.log_prob(value)  # single-sample Monte Carlo estimate
 
 
-def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example reconstruction and KL parts of -ELBO, in nats."""
+def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-example reconstruction and KL parts of -ELBO, in nats (KL None without latents)."""
     q = ctx.q
-    rec = torch.zeros((), device=ctx.model.device)
+    rec: torch.Tensor | None = None
     for e in plan.recon:
         assert e.child is not None
-        rec = rec - q.cond(e).log_prob(q[e.child])
+        nll = -q.cond(e).log_prob(q[e.child])
+        rec = nll if rec is None else rec + nll
     for v in plan.priors:
-        rec = rec - q.prior(v).log_prob(q[v])
-    kl = torch.zeros((), device=ctx.model.device)
+        nll = -q.prior(v).log_prob(q[v])
+        rec = nll if rec is None else rec + nll
+    assert rec is not None, "plan_elbo guarantees a reconstruction term"
+    kl: torch.Tensor | None = None
     for v, inf, gen in plan.kls:
         p = q.prior(v) if gen is None else q.cond(gen)
-        kl = kl + _kl(q.cond(inf), p, q[v])
+        term = _kl(q.cond(inf), p, q[v])
+        kl = term if kl is None else kl + term
     return rec, kl
 
 
@@ -92,7 +96,9 @@ class ELBO(Term):
 
         def loss(ctx: StepContext) -> torch.Tensor:
             rec, kl = negative_elbo(ctx, plan, beta)
-            return (rec + beta * kl).mean()
+            if kl is None:
+                return rec.mean()
+            return (rec + (kl if beta == 1 else beta * kl)).mean()
 
         nets = set()
         for e in plan.recon:
@@ -123,7 +129,7 @@ class HeldOutELBO(Metric):
             ctx = StepContext(model, batch, len(next(iter(batch.values()))))
             rec, kl = negative_elbo(ctx, plan, 1.0)
             rec_sum += float(rec.sum())
-            kl_sum += float(kl.sum())
+            kl_sum += float(kl.sum()) if kl is not None else 0.0
         return {"test_nelbo": (rec_sum + kl_sum) / n, "test_recon": rec_sum / n, "test_kl": kl_sum / n}
 
 
