@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "D001": "data cannot be loaded",
     "R001": "non-finite loss",
     "R002": "run directory problem",
+    "R003": "training stopped by a signal (SIGINT/SIGTERM); a checkpoint was saved",
     "C001": "checkpoint cannot be used",
 }
 

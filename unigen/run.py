@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import signal
+import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import yaml
 
 from .errors import UnigenError
 from .program import Program, compile_program
 from .registry import Registry, default_registry
-from .rundir import MetricsLog, atomic_write, dump_yaml, env_info, make_run_dir, save_checkpoint, save_samples, spec_digest
+from .rundir import (
+    MetricsLog,
+    atomic_write,
+    dump_yaml,
+    env_info,
+    load_checkpoint,
+    make_run_dir,
+    newest_checkpoint,
+    save_checkpoint,
+    save_samples,
+    spec_differences,
+    spec_digest,
+    spec_identity,
+)
 from .spec import load_spec, spec_to_dict
-from .trainer import Progress, Trainer, check_finite
+from .trainer import NonFiniteLoss, Progress, Trainer, describe_nonfinite
 
 
 @dataclass
@@ -24,13 +41,100 @@ class Compiled:
     program: Program
     given: dict[str, Any]
     resolved: dict[str, Any]
+    path: Path
 
 
 def compile_file(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> Compiled:
     registry = registry or default_registry()
     spec, smap, given = load_spec(path, overrides, registry)
     program = compile_program(spec, registry, smap)
-    return Compiled(program, given, spec_to_dict(spec))
+    return Compiled(program, given, spec_to_dict(spec), Path(path))
+
+
+MAX_ROLLBACKS = 3  # rollbacks in a row to one good state before `rollback` gives up (R001)
+
+
+@dataclass
+class Resume:
+    """Where a resumed run continues and from which checkpoint."""
+
+    run: Path
+    reuse: bool  # continue in `run`, keeping its files and appending to its metrics
+    path: Path | None = None  # None: nothing to resume, a new run starts in `run`
+    state: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def find_resume(resume: str, out: str | None) -> Resume:
+    """`--resume auto|PATH` with `--out`: the run directory and the checkpoint to continue from."""
+    if resume == "auto":
+        if not out:
+            raise UnigenError.one("R002", "`--resume auto` continues the run in `--out DIR`, but no `--out` was given.", (), "add `--out DIR` naming the run directory to continue.")
+        run = Path(out)
+        if not run.exists() or (run.is_dir() and not any(run.iterdir())):
+            return Resume(run, reuse=False)  # nothing there yet: a new run starts
+        if not run.is_dir():
+            raise UnigenError.one("R002", f"`{run}` is not a directory.", (), "point `--out` at a run directory.")
+        path, state, warnings = newest_checkpoint(run)
+        return Resume(run, True, path, state, warnings)
+    given = Path(resume)
+    home: Path | None
+    if given.is_dir():
+        path, state, warnings = newest_checkpoint(given)
+        home = given
+    elif given.is_file():
+        path, state, warnings = given, load_checkpoint(given), []
+        home = given.parent.parent if given.parent.name == "checkpoints" else None
+    else:
+        raise UnigenError.one("C001", f"`--resume {resume}`: there is no such checkpoint file or run directory.", (), "pass a checkpoint (`RUN/checkpoints/step_*.pt`), a run directory, or `auto` with `--out RUN`.", exit_code=1)
+    run = Path(out) if out else home
+    if run is None:
+        raise UnigenError.one("R002", f"checkpoint `{given}` lies outside a run directory, so there is no run to continue.", (), "add `--out DIR` for the resumed run.")
+    if home is not None and run.resolve() == home.resolve():
+        return Resume(run, True, path, state, warnings)
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise UnigenError.one("R002", f"`{run}` exists and is not empty, and the checkpoint `{path}` is not from it; unigen never writes over a run.", (), "choose a new `--out`" + (f", or leave `--out` out to continue in `{home}`." if home else "."))
+    return Resume(run, False, path, state, warnings)
+
+
+def check_fits(state: dict[str, Any], path: Path, identity: dict[str, Any], digest: str, steps: int) -> None:
+    """A checkpoint is refused (C001) unless it was written for this spec; the message says what differs."""
+    stored = state.get("spec_identity")
+    hint = "resume with the spec and overrides the run was started with (its copy is the run's spec.yaml), or start a new run with another `--out`."
+    if isinstance(stored, dict):
+        diffs = spec_differences(stored, identity)
+        if diffs:
+            more = f"; and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+            raise UnigenError.one("C001", f"checkpoint `{path}` was written for a different spec: " + "; ".join(diffs[:6]) + more + ".", (), hint, exit_code=1)
+    elif state.get("spec_digest") != digest:
+        raise UnigenError.one("C001", f"checkpoint `{path}` was written for a different spec (digest {state.get('spec_digest')}, this spec {digest}); it does not record what differs.", (), hint, exit_code=1)
+    if int(state["step"]) > steps:
+        raise UnigenError.one("C001", f"checkpoint `{path}` is at step {state['step']}, past `train.steps` = {steps}.", ("train", "steps"), f"resume with `--steps` of at least {state['step']}.", exit_code=1)
+
+
+class _Stop:
+    """SIGINT/SIGTERM during training: the first sets a flag (the step finishes, a checkpoint
+    is saved); a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "_Stop":
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def train_run(
@@ -41,9 +145,13 @@ def train_run(
     device: str | None = None,
     registry: Registry | None = None,
     quiet: bool = False,
+    resume: str | None = None,
 ) -> Path:
+    """Compile and train a spec into a run directory. With `resume` (`auto`, a checkpoint file
+    or a run directory), continue a run from a checkpoint instead of starting one."""
     registry = registry or default_registry()
-    overrides = list(overrides or [])
+    user_overrides = list(overrides or [])
+    overrides = list(user_overrides)
     if steps is not None:
         overrides.append(f"train.steps={steps}")
     if device is not None:
@@ -51,20 +159,59 @@ def train_run(
     compiled = compile_file(spec_path, overrides, registry)
     program = compiled.program
     spec = program.spec
-    trainer = Trainer(program, registry)  # data and networks before any file is written
-    run = make_run_dir(spec.name, out)
-    log = _logger(run, quiet)
-    atomic_write(run / "spec.yaml", Path(spec_path).read_text(encoding="utf-8"))
-    atomic_write(run / "spec.resolved.yaml", dump_yaml(compiled.resolved))
-    atomic_write(run / "program.txt", str(program))
-    atomic_write(run / "env.json", json.dumps(env_info(registry, trainer.device), indent=2))
-    log.info("run %s on %s", run, trainer.device)
-    digest = spec_digest(compiled.resolved)
-    metrics = MetricsLog(run / "metrics.csv")
-    sample_var = trainer.model.sampled_variable()
     tr = spec.train
-    progress = Progress(tr.steps, log.info, quiet=quiet)
-    start = time.perf_counter()
+    identity = spec_identity(compiled.resolved)
+    digest = spec_digest(compiled.resolved)
+    plan = find_resume(resume, out) if resume else None
+    if plan is not None and plan.state is not None:
+        assert plan.path is not None
+        check_fits(plan.state, plan.path, identity, digest, tr.steps)
+    trainer = Trainer(program, registry)  # data and networks before any file is written
+    if plan is not None and plan.state is not None:
+        try:
+            trainer.load_state_dict(plan.state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise UnigenError.one("C001", f"checkpoint `{plan.path}` does not fit this spec's networks or optimizers: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.", (), "resume with the spec the run was started with.", exit_code=1) from None
+    reuse = plan is not None and plan.reuse
+    run = make_run_dir(spec.name, plan.run if plan else out, reuse=reuse)
+    log = _logger(run, quiet)
+    try:
+        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet, _resume_command(spec_path, user_overrides, steps, device, run))
+    finally:
+        _close(log)
+
+
+def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer, plan: Resume | None, identity: dict[str, Any], digest: str, registry: Registry, quiet: bool, resume_cmd: str) -> Path:
+    program = compiled.program
+    spec = program.spec
+    tr = spec.train
+    reuse = plan is not None and plan.reuse
+
+    def warn(text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr)
+        log.warning("warning: %s", text)
+
+    if not reuse:
+        atomic_write(run / "spec.yaml", Path(compiled.path).read_text(encoding="utf-8"))
+        atomic_write(run / "spec.resolved.yaml", dump_yaml(compiled.resolved))
+        atomic_write(run / "program.txt", str(program))
+        atomic_write(run / "env.json", json.dumps(env_info(registry, trainer.device), indent=2))
+    for text in plan.warnings if plan else []:
+        warn(text)
+    first = trainer.step_count
+    if plan is not None and plan.state is not None:
+        log.info("resumed %s on %s from %s at step %d", run, trainer.device, plan.path, first)
+        if reuse:
+            _log_spec_changes(run, compiled.resolved, log)
+    elif plan is not None:
+        log.info("run %s on %s (nothing to resume there: a new run)", run, trainer.device)
+    else:
+        log.info("run %s on %s", run, trainer.device)
+    metrics = MetricsLog.resume(run / "metrics.csv", first) if reuse else MetricsLog(run / "metrics.csv")
+    sample_var = trainer.model.sampled_variable()
+    progress = Progress(tr.steps, log.info, quiet=quiet, first=first)
+    offset = float(plan.state.get("train_seconds", metrics.last_time())) if plan is not None and plan.state is not None else 0.0
+    start = time.perf_counter() - offset
     fixed_batch = None
     if sample_var is not None and trainer.batches is not None:
         # Conditional models draw their conditioning values from one fixed test batch.
@@ -73,36 +220,81 @@ def train_run(
     def samples(tag: str) -> None:
         if sample_var is None:
             return
-        torch.manual_seed(tr.seed + 777)
-        x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
+        with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
+            x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
         save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
 
-    def checkpoint() -> None:
-        state = trainer.state_dict()
-        state["spec_digest"] = digest
-        save_checkpoint(run, state)
+    def checkpoint(state: dict[str, Any] | None = None) -> Path:
+        state = dict(state if state is not None else trainer.state_dict())
+        state.update(spec_digest=digest, spec_identity=identity, train_seconds=round(time.perf_counter() - start, 3))
+        return save_checkpoint(run, state)
 
-    summary: dict[str, Any] = {}
-    try:
-        while trainer.step_count < tr.steps:
-            trainer.step()
-            s = trainer.step_count
-            if s % tr.log_every == 0 or s == tr.steps:
-                check_finite(trainer)
-                losses = trainer.losses()
-                row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
-                if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
-                    row.update(trainer.evaluate())
-                metrics.add(row)
-                progress.update(s, losses)
-            if tr.sample_every and s % tr.sample_every == 0 and s != tr.steps:
-                samples(f"step_{s:08d}")
-            if tr.checkpoint_every and s % tr.checkpoint_every == 0 and s != tr.steps:
-                checkpoint()
-    finally:
-        progress.close()
+    def skipped(event: dict[str, Any]) -> None:
+        n = trainer.nonfinite["skipped"]
+        text = f"{describe_nonfinite(event)}; its update is skipped (train.on_nonfinite: skip)."
+        log.warning("warning: %s", text)
+        if n <= 10:
+            print(f"warning: {text}" + (" Further ones go to train.log only." if n == 10 else ""), file=sys.stderr)
+
+    trainer.on_skip = skipped
+    # The last good state, in memory: what `rollback` returns to and what `raise` saves.
+    good = trainer.snapshot() if tr.on_nonfinite != "skip" else None
+    strikes = 0
+    saved = -1  # the step of the newest checkpoint on disk
+    with _Stop() as stop:
+        try:
+            while trainer.step_count < tr.steps and stop.signum is None:
+                try:
+                    trainer.step()
+                except NonFiniteLoss as exc:
+                    assert good is not None
+                    if tr.on_nonfinite == "rollback" and strikes < MAX_ROLLBACKS:
+                        strikes += 1
+                        trainer.rollback(good)
+                        warn(f"{exc}; rolled back to step {good['step']} (train.on_nonfinite: rollback).")
+                        continue
+                    path = checkpoint(good)
+                    gave_up = f" ({strikes} rollbacks to step {good['step']} did not get past it)" if strikes else ""
+                    log.info("stopped: %s%s; the last good state (step %d) is %s", exc, gave_up, good["step"], path)
+                    raise UnigenError.one(
+                        "R001",
+                        f"non-finite loss: {exc}{gave_up}; the last good state (step {good['step']}) is saved as `{path}`.",
+                        (),
+                        f"lower the learning rate or check the data for NaNs; `train.on_nonfinite: skip` or `rollback` goes on past such steps. Continue with `{resume_cmd}`.",
+                        exit_code=1,
+                    ) from None
+                s = trainer.step_count
+                fresh = False
+                if s % tr.log_every == 0 or s == tr.steps:
+                    losses = trainer.losses()
+                    row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
+                    if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
+                        row.update(trainer.evaluate())
+                    metrics.add(row)
+                    progress.update(s, losses)
+                    fresh = True
+                if tr.sample_every and s % tr.sample_every == 0 and s != tr.steps:
+                    samples(f"step_{s:08d}")
+                if tr.checkpoint_every and s % tr.checkpoint_every == 0 and s != tr.steps:
+                    checkpoint()
+                    saved, fresh = s, True
+                if fresh and good is not None:
+                    good, strikes = trainer.snapshot(), 0
+        finally:
+            progress.close()
+        if saved != trainer.step_count:
+            checkpoint()
+        if stop.signum is not None:
+            name = signal.Signals(stop.signum).name
+            log.info("stopped by %s after step %d; checkpoint saved", name, trainer.step_count)
+            raise UnigenError.one(
+                "R003",
+                f"training stopped by {name} after step {trainer.step_count} of {tr.steps}; its checkpoint is in `{run / 'checkpoints'}`.",
+                (),
+                f"continue with `{resume_cmd}`.",
+                exit_code=128 + stop.signum,
+            )
     elapsed = time.perf_counter() - start
-    checkpoint()
     samples(f"step_{trainer.step_count:08d}")
     final = trainer.evaluate()
     metrics.add({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
@@ -114,11 +306,32 @@ def train_run(
         "device": str(trainer.device),
         "final_losses": trainer.losses(),
         "metrics": final,
+        "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
+        "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": first},
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
-    _close(log)
     return run
+
+
+def _resume_command(spec_path: str | Path, overrides: list[str], steps: int | None, device: str | None, run: Path) -> str:
+    args = ["unigen", "compile-and-train", str(spec_path), *overrides, "--out", str(run), "--resume", "auto"]
+    if steps is not None:
+        args += ["--steps", str(steps)]
+    if device is not None:
+        args += ["--device", device]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _log_spec_changes(run: Path, resolved: dict[str, Any], log: logging.Logger) -> None:
+    """A resumed run keeps its spec files; what the resuming command changed (outside what must
+    match, e.g. `train.steps`) is noted in train.log."""
+    try:
+        before = yaml.safe_load((run / "spec.resolved.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return
+    for line in spec_differences(before, json.loads(json.dumps(resolved)), names=("run", "now")):
+        log.info("resumed with a change: %s", line)
 
 
 def _logger(run: Path, quiet: bool) -> logging.Logger:
@@ -137,4 +350,4 @@ def _close(log: logging.Logger) -> None:
         log.removeHandler(h)
 
 
-__all__ = ["compile_file", "train_run", "UnigenError"]
+__all__ = ["compile_file", "train_run", "find_resume", "check_fits", "UnigenError"]

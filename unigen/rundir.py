@@ -21,11 +21,13 @@ from .errors import UnigenError
 from .registry import Registry
 
 
-def make_run_dir(name: str, out: str | None, root: str = "runs") -> Path:
+def make_run_dir(name: str, out: str | Path | None, root: str = "runs", reuse: bool = False) -> Path:
+    """A new run directory (`out`, or runs/<name>-<time>); with `reuse`, `out` is a run being
+    resumed, and what it holds is kept."""
     if out:
         path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            raise UnigenError.one("R002", f"run directory `{path}` exists and is not empty; unigen never writes over a run.", (), "choose another `--out`, or delete the old run first.")
+        if not reuse and path.exists() and any(path.iterdir()):
+            raise UnigenError.one("R002", f"run directory `{path}` exists and is not empty; unigen never writes over a run.", (), "choose another `--out`, continue that run with `--resume auto`, or delete it first.")
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path(root) / f"{name}-{stamp}"
@@ -59,11 +61,45 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
+def spec_identity(resolved: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a checkpoint to fit a spec: everything that shapes the networks, their
+    optimizers and the data stream. Plain data (it is stored in checkpoints, which hold no objects)."""
+    train = resolved.get("train") or {}
+    keep = {k: resolved.get(k) for k in ("data", "variables", "networks", "edges", "phases")}
+    keep["train"] = {k: train.get(k) for k in ("batch_size", "seed", "optim")}
+    return json.loads(json.dumps(keep, sort_keys=True))
+
+
 def spec_digest(resolved: dict[str, Any]) -> str:
-    """What must match for a checkpoint to fit a spec: everything that shapes the networks."""
-    keep = {k: resolved.get(k) for k in ("variables", "networks", "edges")}
-    keep["phases"] = [{"name": p.get("name"), "update": p.get("update")} for p in resolved.get("phases", [])]
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(spec_identity(resolved), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec_differences(stored: Any, current: Any, path: str = "", names: tuple[str, str] = ("checkpoint", "spec")) -> list[str]:
+    """Where two (resolved) specs differ, as `dotted.path: checkpoint X, spec Y` lines."""
+
+    def show(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    where = path or "spec"
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out: list[str] = []
+        for key in list(stored) + [k for k in current if k not in stored]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in current:
+                out.append(f"{sub}: only in the {names[0]} ({show(stored[key])})")
+            elif key not in stored:
+                out.append(f"{sub}: only in the {names[1]} ({show(current[key])})")
+            else:
+                out.extend(spec_differences(stored[key], current[key], sub, names))
+        return out
+    if isinstance(stored, list) and isinstance(current, list):
+        if len(stored) != len(current):
+            if not any(isinstance(v, (dict, list)) for v in stored + current):
+                return [f"{where}: {names[0]} {show(stored)}, {names[1]} {show(current)}"]
+            return [f"{where}: {names[0]} has {len(stored)} items, {names[1]} has {len(current)}"]
+        return [d for i, (a, b) in enumerate(zip(stored, current)) for d in spec_differences(a, b, f"{path}.{i}" if path else str(i), names)]
+    return [] if stored == current else [f"{where}: {names[0]} {show(stored)}, {names[1]} {show(current)}"]
 
 
 def env_info(registry: Registry, device: torch.device) -> dict[str, Any]:
@@ -92,6 +128,30 @@ class MetricsLog:
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = ["step", "time_s"]
 
+    @classmethod
+    def resume(cls, path: Path, step: int) -> "MetricsLog":
+        """The rows of an existing metrics.csv up to `step` (later ones are replayed by the
+        resumed run); a torn last line (a crash mid-write) is dropped."""
+        log = cls(path)
+        if not path.exists():
+            return log
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+        kept = [r for r in rows if _whole(r) and (_int(r.get("step")) or 0) <= step]
+        log.columns.extend(c for c in header if c not in log.columns)
+        log.rows = kept
+        if len(kept) != len(rows) or header != log.columns:
+            log._rewrite()
+        return log
+
+    def last_time(self) -> float:
+        try:
+            return float(self.rows[-1]["time_s"]) if self.rows else 0.0
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         new = [k for k in row if k not in self.columns]
@@ -115,16 +175,34 @@ class MetricsLog:
         atomic_write(self.path, "".join(lines))
 
 
+def _int(text: Any) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _whole(row: dict[Any, Any]) -> bool:
+    """A row read back whole: no missing or surplus fields, and a step."""
+    return None not in row and all(v is not None for v in row.values()) and _int(row.get("step")) is not None
+
+
 # ----------------------------------------------------------------- checkpoints
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
 
 
 def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:
     ckpt_dir = run / "checkpoints"
-    name = f"step_{state['step']:08d}.pt"
+    name = checkpoint_name(state["step"])
     fd, tmp = tempfile.mkstemp(dir=ckpt_dir, prefix=".", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, ckpt_dir / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -139,13 +217,53 @@ def checkpoints(run: Path) -> Iterator[Path]:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state. Only tensors and plain data are unpickled (`weights_only=True`):
+    a file that holds any other object is refused before anything in it runs."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UnigenError.one("C001", f"checkpoint `{path}` cannot be loaded safely: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}.", (), "use another checkpoint; unigen loads tensors and plain data only.", exit_code=1) from None
+        raise UnigenError.one("C001", f"checkpoint `{path}` cannot be loaded safely: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.", (), "use another checkpoint; unigen loads tensors and plain data only.", exit_code=1) from None
     if not isinstance(state, dict) or "nets" not in state or "step" not in state:
         raise UnigenError.one("C001", f"`{path}` is not a unigen checkpoint (no `nets`/`step`).", (), "point at a file under a run's checkpoints/.", exit_code=1)
     return state
+
+
+def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The checkpoint `checkpoints/last` points at, or, where that one cannot be read, the
+    newest readable one before it. Returns its path, its state and a warning per fallback."""
+    ckpt_dir = run / "checkpoints"
+    if not ckpt_dir.is_dir():
+        raise UnigenError.one("R002", f"`{run}` is not a unigen run directory (it has no checkpoints/).", (), "point `--out` or `--resume` at a directory written by `unigen compile-and-train`.", exit_code=2)
+    warnings: list[str] = []
+    order = list(checkpoints(run))
+    pointer = ckpt_dir / "last"
+    if pointer.exists():
+        try:
+            target = ckpt_dir / pointer.read_text(encoding="utf-8").strip()
+            if target.parent != ckpt_dir or not target.name.startswith("step_"):
+                raise ValueError(f"it names `{target.name}`")
+        except (OSError, ValueError) as exc:
+            warnings.append(f"checkpoints/last in `{run}` is unreadable ({exc}); using the newest checkpoint instead.")
+        else:
+            # Those after `last` were never pointed at: a crash may have cut them short.
+            later = [p for p in order if p.name > target.name]
+            order = [target] + [p for p in order if p.name < target.name] + later
+    failed: list[str] = []
+    for path in order:
+        if not path.exists():
+            failed.append(f"`{path.name}` is missing")
+            continue
+        try:
+            state = load_checkpoint(path)
+        except UnigenError as exc:
+            failed.append(f"`{path.name}` is unreadable ({exc.diagnostics[0].message.rstrip('.')})")
+            continue
+        if failed:
+            warnings.append("; ".join(failed) + f"; falling back to `{path.name}` (step {state['step']}).")
+        return path, state, warnings
+    if failed:
+        raise UnigenError.one("C001", f"no readable checkpoint in `{ckpt_dir}`: " + "; ".join(failed) + ".", (), "start afresh with another `--out`.", exit_code=1)
+    raise UnigenError.one("C001", f"`{ckpt_dir}` holds no checkpoint, so there is nothing to resume.", (), "start afresh with another `--out` (a run checkpoints at its end, and every `train.checkpoint_every` steps).", exit_code=1)
 
 
 # --------------------------------------------------------------------- pictures

@@ -122,6 +122,11 @@ class Train(_Strict):
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
     eval_every: int = Field(0, ge=0, description="steps between metric evaluations; 0: only at the end")
     eval_samples: PositiveInt = Field(2500, description="samples drawn for sample-based metrics")
+    on_nonfinite: Literal["raise", "skip", "rollback"] = Field(
+        "raise",
+        description="a phase loss that is NaN or infinite: `raise` stops the run (R001, the last good state saved as a checkpoint); "
+        "`skip` leaves that phase's update out and goes on; `rollback` restores the last good state and goes on",
+    )
     optim: Optim = Field(default_factory=Optim, description="default optimizer of every phase")
 
 
