@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from .errors import UnigenError
@@ -81,6 +83,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if any(p.error for p in reg.plugins) and args.strict else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .rundir import export_weights
+
+    out, state, tensors = export_weights(args.run, args.output)
+    print(f"wrote {len(tensors)} tensors of step {state['step']} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="list installed plugins, what they register, and load errors")
     pl.add_argument("--strict", action="store_true", help="exit 1 when a plugin failed to load")
     pl.set_defaults(func=cmd_plugins)
+    ex = sub.add_parser("export", help="write the networks' weights of a run's newest checkpoint as safetensors", description="write the networks' weights of a run's newest checkpoint (or of a checkpoint file) as safetensors")
+    ex.add_argument("run", help="run directory (or a checkpoint file)")
+    ex.add_argument("-o", "--output", metavar="FILE.safetensors", help="output file (default RUN/weights.safetensors)")
+    ex.set_defaults(func=cmd_export)
     return parser
 
 
@@ -115,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UnigenError as exc:
+        if exc.__cause__ is not None and os.environ.get("UNIGEN_TRACEBACK", "") not in ("", "0"):
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(str(exc), file=sys.stderr)
         n = len(exc.diagnostics)
         if n > 1:
@@ -123,6 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`unigen schema | head`): stop quietly, as `cat` does. Python
+        # would otherwise complain again when it flushes stdout at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured)
+            pass
+        return 128 + 13  # as if killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "R001": "non-finite loss",
     "R002": "run directory problem",
     "R003": "training stopped by a signal (SIGINT/SIGTERM); a checkpoint was saved",
+    "R004": "a term failed inside a training step",
     "C001": "checkpoint cannot be used",
 }
 

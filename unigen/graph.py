@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from .errors import Diagnostic, Path
 from .spec import NAME, Edge, Spec, Variable
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 _ARROW = re.compile(r"^\s*\[?\s*([^\]>-]*?)\s*\]?\s*->\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
@@ -50,6 +53,9 @@ class ModelGraph:
     g: nx.MultiDiGraph
     edges: list[EdgeInfo]
     parse_errors: list[Diagnostic] = field(default_factory=list)
+    # Edges whose samples carry no gradient to their network (a distribution with `reparam`
+    # false: bernoulli, categorical); known when the graph is built with a registry.
+    no_gradient: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- lookups
     @property
@@ -94,8 +100,9 @@ class ModelGraph:
         # A latent without an inference edge is absent from q(x, z): nothing infers it.
         return "edge" if self.into(var, "inference") else "none"
 
-    def nets_behind(self, var: str, trace: str) -> set[str]:
-        """Trainable networks a gradient can reach from `var`'s value in a trace."""
+    def nets_behind(self, var: str, trace: str, gradient: bool = True) -> set[str]:
+        """Trainable networks a gradient can reach from `var`'s value in a trace (with
+        `gradient=False`: every trainable network the value depends on, sampled or not)."""
         out: set[str] = set()
         stack, seen = [var], set()
         while stack:
@@ -108,6 +115,8 @@ class ModelGraph:
                 continue
             e = self.into(cur, "generative" if trace == "p" else "inference")
             assert e is not None
+            if gradient and e.name in self.no_gradient:
+                continue  # a sample that is not reparameterised: no gradient flows back through it
             if self.spec.networks.get(e.net) is not None and self.spec.networks[e.net].trainable:
                 out.add(e.net)
             stack.extend(e.parents)
@@ -142,7 +151,9 @@ def default_edge_name(kind: str, parents: tuple[str, ...], child: str | None) ->
     return "adv_" + "_".join(parents)
 
 
-def build_graph(spec: Spec) -> ModelGraph:
+def build_graph(spec: Spec, registry: "Registry | None" = None) -> ModelGraph:
+    """The typed graph of a spec. With a registry, edges whose distribution samples without
+    reparameterisation are known, so `nets_behind` stops at them."""
     g = nx.MultiDiGraph(name=spec.name)
     for name, var in spec.variables.items():
         g.add_node(name, kind="variable", observed=var.observed, shape=tuple(var.shape), prior=var.prior)
@@ -163,7 +174,12 @@ def build_graph(spec: Spec) -> ModelGraph:
         else:
             for p in info.parents:
                 g.add_edge(p, info.child, key=info.kind, net=info.net, dist=info.dist, edge=info.name)
-    return ModelGraph(spec, g, edges, errors)
+    blocked = frozenset(
+        e.name for e in edges
+        if registry is not None and e.kind != "adversarial" and registry.has("distributions", e.dist or "")
+        and not getattr(registry.get("distributions", e.dist or ""), "reparam", True)
+    )
+    return ModelGraph(spec, g, edges, errors, blocked)
 
 
 def _parse_edge(e: Edge, i: int, errors: list[Diagnostic]) -> EdgeInfo | None:

@@ -6,8 +6,8 @@ A plugin subclasses these (or passes any object with the same attributes) to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,10 @@ class Bound:
     formula: str  # printed in the program, e.g. "-E_q[log p(x|z)] + KL(q(z|x) || p(z))"
     traces: frozenset[str] = frozenset()  # "p" and/or "q"
     reaches: frozenset[str] = frozenset()  # networks its gradient can reach
+    # Training health: given the term's last value (a detached scalar tensor) at a logged step,
+    # a warning (what is wrong; what was expected. Hint: ...) or None. The trainer reports a
+    # warning once it has been returned at several logged steps in a row.
+    health: Callable[[torch.Tensor], str | None] | None = None
 
 
 class Term(ABC):
@@ -158,6 +162,9 @@ class DatasetKind(ABC):
 class Objective(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
+    # What `d_loss` tends to as the discriminator wins outright (real and fake told apart
+    # perfectly); a D-loss near it is a collapse. None: unbounded below, nothing to judge by.
+    d_loss_min: float | None = 0.0
 
     @abstractmethod
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:

@@ -47,7 +47,7 @@ class Program:
 
 
 def compile_program(spec: Spec, registry: Registry, smap: SourceMap | None = None) -> Program:
-    graph = build_graph(spec)
+    graph = build_graph(spec, registry)
     checked = validate_graph(graph, registry)
     if checked.diagnostics:
         diags = checked.diagnostics
@@ -78,7 +78,7 @@ def compile_program(spec: Spec, registry: Registry, smap: SourceMap | None = Non
 
 
 def check_spec(spec: Spec, registry: Registry) -> list[Diagnostic]:
-    graph = build_graph(spec)
+    graph = build_graph(spec, registry)
     return validate_graph(graph, registry).diagnostics
 
 

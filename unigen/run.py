@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,13 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
             while trainer.step_count < tr.steps and stop.signum is None:
                 try:
                     trainer.step()
+                except UnigenError as exc:
+                    if good is not None and any(d.code == "R004" for d in exc.diagnostics):
+                        path = checkpoint(good)
+                        log.info("stopped: %s; the last good state (step %d) is %s", exc, good["step"], path)
+                        d = exc.diagnostics[0]
+                        raise UnigenError([replace(d, hint=d.hint + f" The last good state (step {good['step']}) is saved as `{path}`; continue with `{resume_cmd}`.")], exc.exit_code) from exc.__cause__
+                    raise
                 except NonFiniteLoss as exc:
                     assert good is not None
                     if tr.on_nonfinite == "rollback" and strikes < MAX_ROLLBACKS:
@@ -272,6 +279,8 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                         row.update(trainer.evaluate())
                     metrics.add(row)
                     progress.update(s, losses)
+                    for found in trainer.check_health():
+                        warn(found["message"])
                     fresh = True
                 if tr.sample_every and s % tr.sample_every == 0 and s != tr.steps:
                     samples(f"step_{s:08d}")
@@ -308,6 +317,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "metrics": final,
         "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
         "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": first},
+        "warnings": trainer.health_warnings,
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -112,7 +113,7 @@ def env_info(registry: Registry, device: torch.device) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {d: version(d) for d in ("unigen", "torch", "pluggy", "pydantic", "networkx", "PyYAML", "numpy", "scikit-learn", "matplotlib")},
+        "versions": {d: version(d) for d in ("unigen", "torch", "pluggy", "pydantic", "networkx", "PyYAML", "numpy", "scikit-learn", "matplotlib", "safetensors")},
         "device": str(device),
         "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
@@ -284,7 +285,7 @@ def save_samples(path: Path, samples: torch.Tensor, info: dict[str, Any], title:
         n = len(imgs)
         cols = 8
         rows = max(1, (n + cols - 1) // cols)
-        grid = torch.ones(rows * (h + 1) + 1, cols * (w + 1) + 1)
+        grid = torch.full((rows * (h + 1) + 1, cols * (w + 1) + 1), 0.5)  # grey borders: white is ink
         for i in range(n):
             r, c = divmod(i, cols)
             grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = imgs[i]
@@ -318,3 +319,41 @@ def _png(fig: Any) -> bytes:
     b = io.BytesIO()
     fig.savefig(b, format="png", dpi=100)
     return b.getvalue()
+
+
+# ---------------------------------------------------------------------- export
+
+
+def export_weights(source: str | Path, output: str | Path | None = None) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """Write the networks' weights of a run's newest readable checkpoint (or of a checkpoint
+    file) as safetensors: one tensor per `network.parameter` key, as in the checkpoint's `nets`.
+    Returns the file written, the checkpoint's state and the tensors."""
+    from safetensors.torch import save
+
+    source = Path(source)
+    if source.is_dir():
+        path, state, warnings = newest_checkpoint(source)
+        for text in warnings:
+            print(f"warning: {text}", file=sys.stderr)
+        run: Path | None = source
+    elif source.is_file():
+        path, state = source, load_checkpoint(source)
+        run = source.parent.parent if source.parent.name == "checkpoints" else None
+    else:
+        raise UnigenError.one("R002", f"`{source}` is neither a run directory nor a checkpoint file.", (), "pass a directory written by `unigen compile-and-train`, or a checkpoint under its checkpoints/.")
+    nets = state.get("nets")
+    tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in nets.items() if isinstance(v, torch.Tensor)} if isinstance(nets, dict) else {}
+    if not tensors:
+        raise UnigenError.one("C001", f"checkpoint `{path}` holds no network weights to export.", (), "export a checkpoint written by `unigen compile-and-train`.", exit_code=1)
+    if output is None:
+        out = (run / "weights.safetensors") if run is not None else path.with_suffix(".safetensors")
+    else:
+        out = Path(output)
+    metadata = {"format": "unigen-weights", "step": str(state.get("step")), "checkpoint": str(path)}
+    if isinstance(state.get("spec_digest"), str):
+        metadata["spec_digest"] = state["spec_digest"]
+    try:
+        atomic_write(out, save(tensors, metadata))
+    except OSError as exc:
+        raise UnigenError.one("R002", f"cannot write `{out}`: {exc.strerror or exc}.", (), "choose another `-o FILE.safetensors` in a directory that exists and is writable.", exit_code=1) from None
+    return out, state, tensors

@@ -7,6 +7,7 @@ observed variables from the data batch and follows inference edges.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -61,12 +62,7 @@ class Model(nn.Module):
         super().__init__()
         self.program, self.registry, self.device = program, registry, device
         spec, graph = program.spec, program.graph
-        sigs = program.option("network", "signatures")
-        self.nets = nn.ModuleDict()
-        for name, net in spec.networks.items():
-            inputs, output = sigs[name]
-            arch = registry.get("networks", net.arch)
-            self.nets[name] = arch.build(list(inputs), tuple(output), program.option("networks", name, "arch"))
+        self.nets = nn.ModuleDict(build_networks(program, registry, device))
         self.to(device)
         self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
         self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
@@ -197,12 +193,152 @@ class StepContext:
         return self.model.nets[name]
 
 
-def load_dataset(program: Program, registry: Registry) -> Dataset:
-    spec = program.spec
-    kind = registry.get("datasets", spec.data.source)
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory of the device networks are trained on (None when unknown)."""
     try:
-        return kind.load(program.option("data", "source"))
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+# Training holds each parameter about four times: the weights, their gradients and two moments
+# of an optimizer such as Adam.
+TRAINING_COPIES = 4
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.3g} EiB"
+
+
+def build_networks(program: Program, registry: Registry, device: torch.device) -> dict[str, nn.Module]:
+    """Every network of the program, built by its architecture from its edge's shapes.
+
+    Each is built first on the `meta` device, which allocates nothing: a network too large for
+    the machine (`hidden: [10000000]`) is refused (G016) instead of exhausting its memory. An
+    architecture that fails to build is reported with the network's name, also G016.
+    """
+    spec = program.spec
+    sigs = program.option("network", "signatures")
+    sizes: dict[str, int] = {}
+    for name, net in spec.networks.items():
+        inputs, output = sigs[name]
+        arch = registry.get("networks", net.arch)
+        try:
+            with torch.device("meta"):
+                probe = arch.build(list(inputs), tuple(output), program.option("networks", name, "arch"))
+            sizes[name] = sum(t.numel() * t.element_size() for t in list(probe.parameters()) + list(probe.buffers()))
+        except Exception:  # an architecture that cannot be built on `meta` is built for real below
+            continue
+    limit = memory_bytes(device)
+    total = sum(sizes.values())
+    if limit is not None and total * TRAINING_COPIES > limit:
+        name = max(sizes, key=lambda n: sizes[n])
+        where = "this GPU's" if device.type == "cuda" else "this machine's"
+        raise UnigenError.one(
+            "G016",
+            f"the networks would hold {_size(total)} of parameters (`{name}` alone {_size(sizes[name])}), and training them needs about {TRAINING_COPIES} times that, more than {where} {_size(limit)} of memory; expected networks that fit.",
+            ("networks", name),
+            f"make `{name}` smaller (its options, e.g. `hidden`, or the shapes of the variables on its edges).",
+        )
+    nets: dict[str, nn.Module] = {}
+    for name, net in spec.networks.items():
+        inputs, output = sigs[name]
+        arch = registry.get("networks", net.arch)
+        try:
+            nets[name] = arch.build(list(inputs), tuple(output), program.option("networks", name, "arch"))
+        except Exception as exc:  # whatever the architecture raises, the user sees which network
+            raise UnigenError.one(
+                "G016",
+                f"network `{name}` ({net.arch}) cannot be built for {', '.join(str(list(s)) for s in inputs)} -> {list(output)}: {_exc_text(exc)}; expected options the architecture accepts.",
+                ("networks", name),
+                "check the network's options and the shapes of the variables on its edges.",
+            ) from exc
+    return nets
+
+
+def _exc_text(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}".rstrip(": ").rstrip(".")
+
+
+def load_dataset(program: Program, registry: Registry) -> Dataset:
+    """The dataset of the spec, checked: both splits hold rows, every field the spec reads is
+    there with its declared shape, and no floating-point field holds a NaN or an infinity."""
+    spec = program.spec
+    name = spec.data.source
+    kind = registry.get("datasets", name)
+    try:
+        dataset = kind.load(program.option("data", "source"))
     except UnigenError:
         raise
     except (OSError, ValueError) as exc:
-        raise UnigenError.one("D001", f"dataset `{spec.data.source}` cannot be loaded: {exc}.", ("data",), "check the dataset's path and options.") from None
+        raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {exc}.", ("data",), "check the dataset's path and options.") from None
+    except Exception as exc:  # a dataset plugin's own failure, named
+        raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {_exc_text(exc)}.", ("data",), "check the dataset's options; if they are right, report it to the dataset plugin's authors.") from exc
+    declared = program.option("data", "fields") or {}
+    fields = [program.graph.data_field(v) for v, var in spec.variables.items() if var.observed]
+    check_dataset(name, dataset, {f: declared.get(f) for f in fields})
+    return dataset
+
+
+def check_dataset(name: str, dataset: Any, needed: dict[str, Any]) -> None:
+    """D001 unless both splits hold rows of equal count, the `needed` fields (name -> declared
+    shape of one row, or None) are there, and every floating-point value is finite."""
+    problems: list[str] = []
+    splits = {"train": getattr(dataset, "train", None), "test": getattr(dataset, "test", None)}
+    for split, fields in splits.items():
+        if not isinstance(fields, dict):
+            problems.append(f"its {split} split is {type(fields).__name__}, not a mapping of field names to tensors")
+            continue
+        if not fields:
+            problems.append(f"its {split} split is empty (no fields)")
+            continue
+        rows: dict[str, int] = {}
+        for field, value in fields.items():
+            if not isinstance(value, torch.Tensor):
+                problems.append(f"field `{field}` of its {split} split is {type(value).__name__}, not a tensor")
+                continue
+            if value.dim() == 0:
+                problems.append(f"field `{field}` of its {split} split is a single number, not rows")
+                continue
+            rows[field] = len(value)
+            if value.is_floating_point() or value.is_complex():
+                bad = ~torch.isfinite(value.detach())
+                if bad.any():
+                    per_row = bad.reshape(len(value), -1).any(1)
+                    first = int(per_row.nonzero()[0, 0])
+                    nans = int(torch.isnan(value.detach()).sum())
+                    what = f"{nans} NaN value{'s' if nans != 1 else ''}" if nans else ""
+                    infs = int(bad.sum()) - nans
+                    what += (" and " if what and infs else "") + (f"{infs} infinite value{'s' if infs != 1 else ''}" if infs else "")
+                    problems.append(f"field `{field}` of its {split} split holds {what} (in {int(per_row.sum())} of {len(value)} rows, the first row {first}); expected finite numbers")
+        empty = [f for f, n in rows.items() if n == 0]
+        if empty:
+            problems.append(f"its {split} split is empty (field{'s' if len(empty) > 1 else ''} {', '.join(f'`{f}`' for f in empty)} {'have' if len(empty) > 1 else 'has'} 0 rows)")
+        elif len(set(rows.values())) > 1:
+            problems.append(f"the fields of its {split} split have different numbers of rows ({', '.join(f'`{f}` {n}' for f, n in rows.items())})")
+        for field, shape in needed.items():
+            if field not in fields:
+                problems.append(f"its {split} split has no field `{field}`, which the spec reads (it has: {', '.join(f'`{f}`' for f in fields)})")
+            elif shape is not None and isinstance(fields[field], torch.Tensor) and fields[field].dim() > 0 and tuple(fields[field].shape[1:]) != tuple(shape):
+                problems.append(f"field `{field}` of its {split} split has rows of shape {list(fields[field].shape[1:])}, but the dataset declares {list(shape)}")
+    if problems:
+        diags = [UnigenError.one("D001", f"dataset `{name}`: {p}.", ("data",), _data_hint(p)).diagnostics[0] for p in problems]
+        raise UnigenError(diags)
+
+
+def _data_hint(problem: str) -> str:
+    if "NaN" in problem or "infinite" in problem:
+        return "clean the data (drop or impute those rows) before training; a NaN in the data turns every loss into NaN."
+    if "empty" in problem:
+        return "check the dataset's options (sizes, paths, split fractions): each split needs at least one row."
+    return "fix the dataset plugin's `load` so that it returns what its `fields` declare."

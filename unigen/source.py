@@ -72,6 +72,8 @@ _MAP, _SEQ, _MERGE, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "m
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")}
 # Aliases can make a small file expand into a huge document ("billion laughs").
 MAX_VALUES = 100_000
+# Lists and mappings nested deeper than this are refused (a spec is a few levels deep).
+MAX_DEPTH = 64
 
 
 def _empty(file: str) -> UnigenError:
@@ -99,18 +101,43 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, SourceMap]:
         raise UnigenError([_reader_error(exc, text, file)]) from None
     except yaml.YAMLError as exc:
         raise UnigenError([Diagnostic("Y001", f"YAML syntax error: {exc}.", file=file, line=1, col=1)]) from None
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        raise UnigenError([_too_deep(text, file)]) from None
     finally:
         loader.dispose()
     if node is None:
         raise _empty(file)
     walk = _Walk(loader, smap)
-    data = walk.convert(node, ())
+    try:
+        data = walk.convert(node, ())
+    except RecursionError:
+        raise UnigenError([_too_deep(text, file)]) from None
     if walk.errors:
         unique = list(dict.fromkeys(walk.errors))  # an aliased node is walked once per use
         raise UnigenError(unique)
     if data is None:
         raise _empty(file)
     return data, smap
+
+
+def _too_deep(text: str, file: str) -> Diagnostic:
+    """Nesting too deep to read: located where brackets or indentation first go past MAX_DEPTH."""
+    line, col = 1, 1
+    depth = 0
+    for i, row in enumerate(text.splitlines(), 1):
+        indent = len(row) - len(row.lstrip(" "))
+        if indent > 2 * MAX_DEPTH:
+            line, col = i, indent + 1
+            break
+        hit = False
+        for j, ch in enumerate(row):
+            depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+            if depth > MAX_DEPTH:
+                line, col, hit = i, j + 1, True
+                break
+        if hit:
+            break
+    return Diagnostic("Y001", f"the document nests lists and mappings too deeply to be read; expected a spec nested at most {MAX_DEPTH} levels deep.", hint="flatten the nesting; a spec is a few levels deep.", file=file, line=line, col=col)
 
 
 def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> Diagnostic:
@@ -164,6 +191,8 @@ class _Walk:
         if self.count > MAX_VALUES:
             raise UnigenError([_at(node, "Y001", f"the document expands to more than {MAX_VALUES} values through aliases; expected a spec of ordinary size.", self.smap.file, "use fewer `*alias` references.")])
         self.smap.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if len(path) > MAX_DEPTH:
+            raise UnigenError([_at(node, "Y001", f"the document nests lists and mappings more than {MAX_DEPTH} levels deep here; expected a spec nested a few levels deep.", self.smap.file, "flatten the nesting.")])
         if id(node) in self.active:
             self.error(node, "recursive alias: this value contains itself; expected a finite document.", "replace the `*alias` inside its own anchor.")
             return None
@@ -189,6 +218,9 @@ class _Walk:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             self.error(node, f"bad value: {problem}.", "write a plain value or quote it.")
+            return None
+        except Exception:  # e.g. `!!timestamp 10000` or `!!int abc`: PyYAML's constructors raise anything
+            self.error(node, f"bad value `{node.value}` for tag `{_show_tag(node.tag)}`; expected a value of that type.", "remove the tag, or write a value of its type.")
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:

@@ -6,7 +6,7 @@ import copy
 import difflib
 import re
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
@@ -16,6 +16,9 @@ from .source import SourceMap, load_yaml
 
 if TYPE_CHECKING:
     from .registry import Registry
+
+# A size or count a tensor dimension holds: torch indexes most kernels with 32 bits.
+Size = Annotated[int, Field(gt=0, lt=2**31)]
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SPEC_NAME = r"^[A-Za-z0-9_.-]+$"
@@ -41,7 +44,7 @@ class Data(_Open):
 
 class Variable(_Strict):
     observed: bool = Field(False, description="bound to a data field in the q-trace")
-    shape: list[PositiveInt] = Field(description="event shape, e.g. [64] or [1, 8, 8]")
+    shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
     prior: str | None = Field(None, description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`")
     data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
 
@@ -114,14 +117,14 @@ class Phase(_Strict):
 
 class Train(_Strict):
     steps: PositiveInt = 1000
-    batch_size: PositiveInt = 128
-    seed: int = 0
+    batch_size: Size = 128
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of every random stream of the run (torch takes 64-bit seeds)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: PositiveInt = Field(100, description="steps between metric rows and log lines")
     sample_every: int = Field(0, ge=0, description="steps between sample pictures; 0: only at the end")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
     eval_every: int = Field(0, ge=0, description="steps between metric evaluations; 0: only at the end")
-    eval_samples: PositiveInt = Field(2500, description="samples drawn for sample-based metrics")
+    eval_samples: Size = Field(2500, description="samples drawn for sample-based metrics")
     on_nonfinite: Literal["raise", "skip", "rollback"] = Field(
         "raise",
         description="a phase loss that is NaN or infinite: `raise` stops the run (R001, the last good state saved as a checkpoint); "
@@ -282,7 +285,12 @@ def _value_message(err: Any) -> str:
     kind, msg, got = err["type"], str(err["msg"]), err.get("input")
     if msg.startswith("Value error, "):
         return msg.removeprefix("Value error, ").rstrip(".") + "."
-    shown = "" if got is None else f" {_kind_of(got)}" if isinstance(got, (dict, list)) else f" {got!r}"
+    shown = "" if got is None else f" {_kind_of(got)}" if isinstance(got, (dict, list)) and len(repr(got)) > 40 else f" {got!r}"
+    if kind in ("too_short", "too_long"):
+        ctx = err.get("ctx") or {}
+        n = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        bound = "at least" if kind == "too_short" else "at most"
+        return f"invalid value{shown}; expected {bound} {n} item{'s' if n != 1 else ''}."
     if kind == "string_pattern_mismatch":
         pattern = (err.get("ctx") or {}).get("pattern", "")
         expected = {
@@ -338,6 +346,8 @@ def _hint_for(kind: str) -> str:
         "float_parsing": "write a number such as `1e-3`.",
         "greater_than": "use a positive number.",
         "greater_than_equal": "use a number that is not negative.",
+        "less_than": "use a smaller number.",
+        "less_than_equal": "use a smaller number.",
         "literal_error": "use one of the listed values.",
         "string_pattern_mismatch": "rename it.",
         "bool_parsing": "write `true` or `false`.",
@@ -347,6 +357,8 @@ def _hint_for(kind: str) -> str:
         "list_type": "write a list in brackets, e.g. `[a, b]`.",
         "dict_type": "write a mapping of `key: value` lines.",
         "model_type": "write a mapping of `key: value` lines.",
+        "too_short": "add the missing items, e.g. `shape: [2]`.",
+        "too_long": "remove items.",
     }.get(kind, "")
 
 

@@ -14,9 +14,17 @@ from typing import Any
 
 import torch
 
+from .errors import UnigenError
 from .program import PhasePlan, Program
 from .registry import Registry
 from .runtime import Batches, Model, StepContext, pick_device
+
+# Training health: a symptom is reported once it has lasted this many logged steps in a row.
+HEALTH_PATIENCE = 3
+# Generated samples whose spread across a batch falls below this fraction of the data's have
+# lost their diversity (a generator that maps every noise to nearly one point).
+DIVERSITY_FRACTION = 0.02
+DIVERSITY_SAMPLES = 256
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -75,10 +83,14 @@ class Trainer:
             if not spec.networks[n].trainable:
                 net.requires_grad_(False)
         self.runners: list[PhaseRunner] = []
-        for plan in program.phases:
+        for i, plan in enumerate(program.phases):
             params = [p for n in plan.update for p in self.model.nets[n].parameters()]
             make = registry.get("optimizers", plan.optim)
-            self.runners.append(PhaseRunner(plan, make(params, **plan.optim_options), params))
+            try:
+                optimizer = make(params, **plan.optim_options)
+            except Exception as exc:  # validation builds each optimizer once; this is the backstop
+                raise UnigenError.one("G016", f"the optimizer `{plan.optim}` of phase `{plan.name}` cannot be built: {type(exc).__name__}: {exc}.", ("phases", i, "optim"), "fix its options.") from exc
+            self.runners.append(PhaseRunner(plan, optimizer, params))
         self.step_count = 0
         self._frozen_for: PhaseRunner | None = None
         # Non-finite losses. Where reading a loss costs nothing (the CPU) or the policy must know
@@ -89,6 +101,10 @@ class Trainer:
         self._flags: list[tuple[PhaseRunner, torch.Tensor]] = []
         self.nonfinite: dict[str, int] = {"skipped": 0, "rolled_back": 0}
         self.on_skip: Callable[[dict[str, Any]], None] | None = None  # told of each skipped update
+        # Health warnings: symptom key -> logged steps in a row it was seen; and those reported.
+        self._streaks: dict[str, int] = {}
+        self.health_warnings: list[dict[str, Any]] = []
+        self._data_spread: float | None = None
         self.model.train()
 
     # ---------------------------------------------------------------- stepping
@@ -113,7 +129,17 @@ class Trainer:
             ctx = StepContext(self.model, batch, n)
             loss: torch.Tensor | None = None
             for t in plan.terms:
-                value = t.bound.loss(ctx)
+                try:
+                    value = t.bound.loss(ctx)
+                    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                        got = f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                        raise TypeError(f"the term returned {got}; expected a tensor holding one number")
+                except (UnigenError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:
+                    raise self._failed(runner, t, ctx, exc) from exc
+                if value.dim():
+                    value = value.reshape(())
                 runner.last[t.label] = value.detach()
                 if t.weight != 1:  # x * 1.0 is x exactly; skipping it saves an op and its backward
                     value = value * t.weight
@@ -126,8 +152,36 @@ class Trainer:
             else:
                 self._flags.append((runner, torch.isfinite(loss.detach())))
             runner.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            runner.optimizer.step()
+            try:
+                loss.backward()
+                runner.optimizer.step()
+            except (UnigenError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise self._failed(runner, None, ctx, exc) from exc
+
+    def _failed(self, runner: PhaseRunner, term: Any, ctx: StepContext, exc: Exception) -> UnigenError:
+        """An exception inside a training step, as R004 naming the phase, the term (None: the
+        backward pass or the update) and the step, with the shapes of the values computed so far."""
+        plan = runner.plan
+        index = next(i for i, r in enumerate(self.runners) if r is runner)
+        shapes = [f"{side}.{v} {list(t.shape)}" for side, trace in sorted(ctx._traces.items()) for v, t in trace.values.items()]
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ").rstrip(".")
+        where = f"term `{term.label}`" if term is not None else "the backward pass or the update of its terms (" + ", ".join(t.label for t in plan.terms) + ")"
+        traced = f" (values computed so far: {', '.join(shapes)})" if shapes else ""
+        path = term.path if term is not None else ("phases", index)
+        if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text:
+            hint = "the step needs more memory than the device has: lower `train.batch_size`, or the sizes of the networks and variables."
+        else:
+            hint = "a bug in the term's plugin, or a case validation does not catch: report it with the spec; `UNIGEN_TRACEBACK=1` shows where it happened."
+        return UnigenError.one(
+            "R004",
+            f"phase `{plan.name}`, {where} failed at step {self.step_count + 1}: {text}{traced}; expected the step to compute a loss.",
+            path,
+            hint,
+            exit_code=1,
+        )
 
     def step(self) -> None:
         """One training step: every phase due at this step, in order. Raises `NonFiniteLoss`
@@ -155,6 +209,73 @@ class Trainer:
         self.nonfinite["skipped"] += 1
         if self.on_skip is not None:
             self.on_skip(event)
+
+    # ------------------------------------------------------------------ health
+    def check_health(self) -> list[dict[str, Any]]:
+        """Called at logged steps: the symptoms seen now, and those that have now lasted
+        `HEALTH_PATIENCE` logged steps in a row, each reported once (returned and recorded in
+        `health_warnings`). Terms judge themselves through `Bound.health`; generated samples
+        are judged by their spread across a batch against the data's."""
+        seen: dict[str, str] = {}
+        for r in self.runners:
+            for t in r.plan.terms:
+                health = getattr(t.bound, "health", None)
+                if health is None or t.label not in r.last:
+                    continue
+                try:
+                    text = health(r.last[t.label])
+                except Exception as exc:  # a broken health check must not stop training
+                    text = f"its health check failed: {type(exc).__name__}: {exc}"
+                if text:
+                    seen[f"{r.plan.name}/{t.label}"] = f"phase `{r.plan.name}`, term `{t.label}`: {text}"
+        collapse = self.diversity()
+        if collapse is not None:
+            seen[f"diversity/{self.model.sampled_variable()}"] = collapse
+        reported = {w["kind"] for w in self.health_warnings}
+        new: list[dict[str, Any]] = []
+        for key in list(self._streaks):
+            if key not in seen:
+                del self._streaks[key]
+        for key, text in seen.items():
+            self._streaks[key] = self._streaks.get(key, 0) + 1
+            if self._streaks[key] >= HEALTH_PATIENCE and key not in reported:
+                head, _, hint = text.partition(" Hint: ")
+                message = head.rstrip().rstrip(".") + f" (at {HEALTH_PATIENCE} logged steps in a row, up to step {self.step_count})." + (f" Hint: {hint}" if hint else "")
+                new.append({"kind": key, "step": self.step_count, "message": message})
+        self.health_warnings.extend(new)
+        return new
+
+    def diversity(self) -> str | None:
+        """A warning when generated samples of the sampled variable spread across a batch less
+        than `DIVERSITY_FRACTION` of the data's spread (mean over coordinates of the std)."""
+        model = self.model
+        var = model.sampled_variable()
+        data = model.dataset.train.get(model.fields.get(var, "")) if var is not None else None
+        if var is None or data is None or len(data) < 2:
+            return None
+        if self._data_spread is None:
+            self._data_spread = float(data[:10_000].float().flatten(1).std(0).mean())
+        spread = self._data_spread
+        if not math.isfinite(spread) or spread <= 0:
+            return None
+        test = model.dataset.test
+        n = min(DIVERSITY_SAMPLES, min((len(v) for v in test.values()), default=DIVERSITY_SAMPLES))
+        if n < 2:
+            return None
+        model.eval()
+        try:
+            with torch.no_grad(), self.fork_rng(self.program.spec.train.seed + 4242):
+                x = model.generate(n, var, {k: v[:n] for k, v in test.items()})
+        finally:
+            model.train()
+        got = float(x.detach().float().flatten(1).std(0).mean())
+        if not math.isfinite(got) or got >= DIVERSITY_FRACTION * spread:
+            return None
+        return (
+            f"generated samples of `{var}` have lost their diversity (mode collapse): their std across a batch of {n} is {got:.3g}, "
+            f"{100 * got / spread:.2g}% of the data's {spread:.3g}; expected a spread near the data's. "
+            "Hint: lower the learning rates, or strengthen what keeps the generator spread out (e.g. a gradient penalty on the discriminator)."
+        )
 
     def losses(self) -> dict[str, float]:
         out = {}
@@ -204,6 +325,7 @@ class Trainer:
             "batches": self.batches.state_dict() if self.batches else {},
             "rng": rng,
             "nonfinite": dict(self.nonfinite),
+            "health": {"streaks": dict(self._streaks), "warnings": [dict(w) for w in self.health_warnings]},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -219,6 +341,9 @@ class Trainer:
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.nonfinite.update({k: int(v) for k, v in (state.get("nonfinite") or {}).items()})
+        health = state.get("health") or {}
+        self._streaks = {str(k): int(v) for k, v in (health.get("streaks") or {}).items()}
+        self.health_warnings = [dict(w) for w in health.get("warnings") or []]
         self._flags = []
 
     def snapshot(self) -> dict[str, Any]:

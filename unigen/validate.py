@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
+import torch
 
 from .errors import Diagnostic, Path, did_you_mean
 from .graph import EdgeInfo, ModelGraph
@@ -132,11 +133,25 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
             if ref.on is not None and graph.edge(ref.on) is None:
                 _unknown(out, "edge", ref.on, [e.name for e in graph.edges], ("phases", i, "terms", j))
         optim = phase.optim or spec.train.optim
-        kind("optimizers", optim.kind, optim.options, ("phases", i, "optim", "kind") if phase.optim else ("train", "optim", "kind"))
+        optim_path: Path = ("phases", i, "optim", "kind") if phase.optim else ("train", "optim", "kind")
+        before_optim = len(out.diagnostics)
+        kind("optimizers", optim.kind, optim.options, optim_path)
+        if len(out.diagnostics) == before_optim and optim_path in out.options:
+            _try_optimizer(registry, optim.kind, optim.lr, optim.options, optim_path[:-1], out)
     for i, m in enumerate(spec.metrics or []):
         if not registry.has("metrics", m):
             out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
     return len(out.diagnostics) == before
+
+
+def _try_optimizer(registry: Registry, name: str, lr: float, options: dict[str, Any], path: Path, out: Checked) -> None:
+    """Build the optimizer once on a dummy parameter: torch checks ranges the options' types do
+    not (`betas` in [0, 1), `eps` >= 0, ...), and the user hears of them before training."""
+    try:
+        registry.get("optimizers", name)([torch.nn.Parameter(torch.zeros(1))], lr=lr, **options)
+    except Exception as exc:  # whatever the optimizer rejects, reported with its options
+        lines = str(exc).strip().splitlines()
+        out.diagnostics.append(Diagnostic("G016", f"optimizer `{name}` refuses its options: {type(exc).__name__}: {lines[0] if lines else ''}; expected values it accepts.", path, "fix the value it names (see torch.optim for each option's range)."))
 
 
 def _structure(graph: ModelGraph, out: Checked) -> None:
@@ -197,7 +212,7 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
             source = graph.p_source(v) if trace == "p" else graph.q_source(v)
             if source == "none":
                 d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
-        behind = set().union(*(graph.nets_behind(v, t) for t, v in e.fake)) if e.fake else set()
+        behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake)) if e.fake else set()
         if not behind:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
 
@@ -281,7 +296,9 @@ def _phases(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             reach = set().union(*(b.bound.reaches for b in bound))
             for n in phase.update:
                 if n in spec.networks and spec.networks[n].trainable and n not in reach:
-                    d.append(Diagnostic("G010", f"phase `{phase.name}` updates `{n}`, but the gradient of its terms ({', '.join(b.label for b in bound)}) cannot reach it (they reach: {', '.join(sorted(reach)) or 'nothing'}).", path + ("update",), f"add a term whose value depends on `{n}`, or drop `{n}` from `update`."))
+                    sampled = [e for e in graph.edges if e.net == n and e.name in graph.no_gradient]
+                    why = "".join(f"; its edge `{e.name}` samples `{e.dist}`, which passes no gradient back to it" for e in sampled)
+                    d.append(Diagnostic("G010", f"phase `{phase.name}` updates `{n}`, but the gradient of its terms ({', '.join(b.label for b in bound)}) cannot reach it (they reach: {', '.join(sorted(reach)) or 'nothing'}){why}.", path + ("update",), f"add a term whose value depends on `{n}`, or drop `{n}` from `update`" + (", or give its edge a reparameterised `dist` (`deterministic`, `normal`)." if sampled else ".")))
     used = {e.net for e in graph.edges}
     for nname, net in spec.networks.items():
         if net.trainable and nname not in updated and spec.phases and nname in used:  # unused: G002

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,7 +52,45 @@ class AdversarialD(Term):
 
         traces = frozenset(t for t, _ in e.real + e.fake)
         reaches = site.graph.nets_of(e) | _behind(site.graph, e.real) | _behind(site.graph, e.fake)
-        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs fake ({_show(e.fake)})", traces, frozenset(reaches))
+        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs fake ({_show(e.fake)})", traces, frozenset(reaches), health=_collapse_check(site, e))
+
+
+# A D-loss within this fraction of the way from its floor (D wins outright) to its value at
+# chance (D outputs 0 on both sides) is a discriminator that has collapsed the game.
+COLLAPSE_FRACTION = 0.01
+
+
+def _collapse_check(site: Site, e: EdgeInfo) -> Callable[[torch.Tensor], str | None] | None:
+    """The health check of a D-loss: the objective says where its loss bottoms out
+    (`d_loss_min`), and its value at chance is computed once here."""
+    if not site.registry.has("objectives", e.objective or ""):
+        return None
+    objective = site.registry.get("objectives", e.objective or "")
+    floor = getattr(objective, "d_loss_min", None)
+    options, problems = site.registry.options("objectives", e.objective or "", e.options, e.path)
+    if floor is None or problems:
+        return None
+    try:
+        with torch.no_grad():
+            zeros = torch.zeros(2, 1)
+            chance = float(objective.d_loss(zeros, zeros, options))
+    except Exception:  # an objective that cannot be evaluated on a dummy batch goes unjudged
+        return None
+    if not math.isfinite(chance) or chance <= floor:
+        return None
+    below = floor + COLLAPSE_FRACTION * (chance - floor)
+
+    def health(value: torch.Tensor) -> str | None:
+        v = float(value)
+        if not math.isfinite(v) or v >= below:
+            return None
+        return (
+            f"the discriminator `{e.net}` tells real ({_show(e.real)}) from fake ({_show(e.fake)}) almost perfectly: its {e.objective} loss is {v:.3g}, "
+            f"below {below:.3g} (it is {chance:.3g} at chance, {floor:g} when it wins outright), so the generator side gets little gradient (discriminator collapse); "
+            f"expected the two sides to stay close. Hint: lower `{e.net}`'s learning rate or raise the generator's, or add a gradient penalty (`options: {{r1: 1.0}}` on edge `{e.name}`)."
+        )
+
+    return health
 
 
 class AdversarialG(Term):
