@@ -128,8 +128,8 @@ class HeldOutELBO(Metric):
             batch = {k: v[start : start + 1000] for k, v in test.items()}
             ctx = StepContext(model, batch, len(next(iter(batch.values()))))
             rec, kl = negative_elbo(ctx, plan, 1.0)
-            rec_sum += float(rec.sum())
-            kl_sum += float(kl.sum()) if kl is not None else 0.0
+            rec_sum += float(rec.detach().sum())
+            kl_sum += float(kl.detach().sum()) if kl is not None else 0.0
         return {"test_nelbo": (rec_sum + kl_sum) / n, "test_recon": rec_sum / n, "test_kl": kl_sum / n}
 
 
