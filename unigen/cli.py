@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
+    from .commands import add_commands
+
+    add_commands(sub, spec_cmd)
     s = sub.add_parser("schema", help="print the JSON Schema of spec files")
     s.set_defaults(func=cmd_schema)
     pl = sub.add_parser("plugins", help="list installed plugins, what they register, and load errors")

@@ -49,6 +49,8 @@ CODES: dict[str, str] = {
     "R003": "training stopped by a signal (SIGINT/SIGTERM); a checkpoint was saved",
     "R004": "a term failed inside a training step",
     "C001": "checkpoint cannot be used",
+    "U001": "Graphviz is missing or failed to render a drawing",
+    "U002": "unknown output format",
 }
 
 
