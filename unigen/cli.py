@@ -48,6 +48,10 @@ def cmd_show_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from .dryrun import dry_run
+
+        return dry_run(args.spec, args.overrides, _registry(), args.device, sys.stdout)
     from .run import train_run
 
     run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume)
@@ -110,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--dry-run", action="store_true", help="build everything and run one batch of every phase; write nothing")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
     from .commands import add_commands
 

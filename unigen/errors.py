@@ -51,6 +51,7 @@ CODES: dict[str, str] = {
     "C001": "checkpoint cannot be used",
     "U001": "Graphviz is missing or failed to render a drawing",
     "U002": "unknown output format",
+    "U003": "output file exists",
 }
 
 

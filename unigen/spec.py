@@ -179,10 +179,25 @@ def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = No
     if not isinstance(raw, dict):
         raise smap.error([Diagnostic("S002", f"the spec is {_kind_of(raw)}; expected a mapping of keys such as `unigen: 1` and `name: ...`.", hint="start the file with `unigen: 1` and `name: ...` lines, without a leading `-`.")])
     given = copy.deepcopy(raw)
-    doc = apply_overrides(raw, overrides or [], smap)
+    overrides = overrides or []
+    late: list[str] = []
+    if registry is not None and isinstance(apply_overrides(raw, [o for o in overrides if o.partition("=")[0].strip() == "family"], smap).get("family"), str):
+        # An override may address what only the family fills in (`phases.elbo.repeats=2` on a
+        # spec that names `family: vae` and no phases): such ones apply after the family.
+        late = [o for o in overrides if not _applies(raw, o)]
+    doc = apply_overrides(raw, [o for o in overrides if o not in late], smap)
     if registry is not None and isinstance(doc.get("family"), str):
         doc = registry.complete_family(doc, smap)
+    doc = apply_overrides(doc, late, smap)
     return validate_document(doc, smap), smap, given
+
+
+def _applies(doc: dict[str, Any], override: str) -> bool:
+    try:
+        apply_overrides(doc, [override])
+    except UnigenError:
+        return False
+    return True
 
 
 def validate_document(doc: dict[str, Any], smap: SourceMap) -> Spec:
