@@ -429,4 +429,4 @@ def test_schema_prints_the_json_schema_of_spec(cli):
     assert schema["$schema"].startswith("http://json-schema.org/")
     assert set(Spec.model_fields) <= set(schema["properties"])
     assert {"unigen", "name", "data", "variables", "networks", "edges", "phases"} <= set(schema["required"])
-    assert "Phase" in schema["$defs"] and "repeats" in schema["$defs"]["Phase"]["properties"]
+    assert "Phase" in schema["definitions"] and "repeats" in schema["definitions"]["Phase"]["properties"]

@@ -63,9 +63,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .spec import json_schema
+    from .schema import spec_schema
 
-    print(json.dumps(json_schema(), indent=2))
+    text = json.dumps(spec_schema(_registry()), indent=2) + "\n"
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}; point editors at it with a first line `# yaml-language-server: $schema={args.output}`", file=sys.stderr)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -119,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands import add_commands
 
     add_commands(sub, spec_cmd)
-    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    s = sub.add_parser("schema", help="print the JSON Schema (draft-07) of spec files, for editors")
+    s.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
     s.set_defaults(func=cmd_schema)
     pl = sub.add_parser("plugins", help="list installed plugins, what they register, and load errors")
     pl.add_argument("--strict", action="store_true", help="exit 1 when a plugin failed to load")

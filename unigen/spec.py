@@ -499,8 +499,14 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude_none=True)
 
 
+# Draft-07: the draft editors' YAML support (redhat's yaml-language-server, VS Code's YAML
+# extension) validates and completes with; its shared definitions live under `definitions`.
+SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
+
+
 def json_schema() -> dict[str, Any]:
-    schema = Spec.model_json_schema()
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema = Spec.model_json_schema(ref_template="#/definitions/{model}")
+    schema["definitions"] = schema.pop("$defs", {})
+    schema["$schema"] = SCHEMA_DRAFT
     schema["title"] = "unigen spec"
     return schema
