@@ -54,12 +54,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         return dry_run(args.spec, args.overrides, _registry(), args.device, sys.stdout)
     from .run import train_run
 
-    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume)
+    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume, track=_tracks(args))
     summary = json.loads((run / "summary.json").read_text())
     print(f"run written to {run}")
     for k, v in summary["metrics"].items():
         print(f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
     return 0
+
+
+def _tracks(args: argparse.Namespace) -> list[str]:
+    return list(args.track or []) + (["tensorboard"] if args.tensorboard else [])
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -121,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard (needs `tensorboard`)")
+    t.add_argument("--track", action="append", metavar="NAME", help="also report to this registered tracker (repeatable); `unigen plugins` lists them")
     t.add_argument("--dry-run", action="store_true", help="build everything and run one batch of every phase; write nothing")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
     from .commands import add_commands

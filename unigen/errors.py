@@ -52,6 +52,7 @@ CODES: dict[str, str] = {
     "U001": "Graphviz is missing or failed to render a drawing",
     "U002": "unknown output format",
     "U003": "output file exists",
+    "U004": "tracker not available (a package is missing)",
 }
 
 

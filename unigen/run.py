@@ -19,7 +19,6 @@ from .errors import UnigenError
 from .program import Program, compile_program
 from .registry import Registry, default_registry
 from .rundir import (
-    MetricsLog,
     atomic_write,
     dump_yaml,
     env_info,
@@ -33,6 +32,7 @@ from .rundir import (
     spec_identity,
 )
 from .spec import load_spec, spec_to_dict
+from .trackers import RunStart, Trackers, select_trackers
 from .trainer import NonFiniteLoss, Progress, Trainer, describe_nonfinite
 
 
@@ -146,6 +146,7 @@ def train_run(
     registry: Registry | None = None,
     quiet: bool = False,
     resume: str | None = None,
+    track: list[str] | None = None,
 ) -> Path:
     """Compile and train a spec into a run directory. With `resume` (`auto`, a checkpoint file
     or a run directory), continue a run from a checkpoint instead of starting one."""
@@ -157,6 +158,7 @@ def train_run(
     if device is not None:
         overrides.append(f"train.device={device}")
     compiled = compile_file(spec_path, overrides, registry)
+    trackers = select_trackers(registry, track)  # a missing tracker package stops the run before it starts
     program = compiled.program
     spec = program.spec
     tr = spec.train
@@ -176,12 +178,12 @@ def train_run(
     run = make_run_dir(spec.name, plan.run if plan else out, reuse=reuse)
     log = _logger(run, quiet)
     try:
-        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet, _resume_command(spec_path, user_overrides, steps, device, run))
+        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet, _resume_command(spec_path, user_overrides, steps, device, run), trackers)
     finally:
         _close(log)
 
 
-def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer, plan: Resume | None, identity: dict[str, Any], digest: str, registry: Registry, quiet: bool, resume_cmd: str) -> Path:
+def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer, plan: Resume | None, identity: dict[str, Any], digest: str, registry: Registry, quiet: bool, resume_cmd: str, trackers: Trackers) -> Path:
     program = compiled.program
     spec = program.spec
     tr = spec.train
@@ -207,10 +209,12 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         log.info("run %s on %s (nothing to resume there: a new run)", run, trainer.device)
     else:
         log.info("run %s on %s", run, trainer.device)
-    metrics = MetricsLog.resume(run / "metrics.csv", first) if reuse else MetricsLog(run / "metrics.csv")
+    trackers.warn = warn
+    trackers.on_start(RunStart(run, spec.name, compiled.resolved, first, reuse))  # metrics.csv is the `csv` tracker
+    csv = trackers.get("csv")
     sample_var = trainer.model.sampled_variable()
     progress = Progress(tr.steps, log.info, quiet=quiet, first=first)
-    offset = float(plan.state.get("train_seconds", metrics.last_time())) if plan is not None and plan.state is not None else 0.0
+    offset = float(plan.state.get("train_seconds", csv.last_time() if csv is not None else 0.0)) if plan is not None and plan.state is not None else 0.0
     start = time.perf_counter() - offset
     fixed_batch = None
     if sample_var is not None and trainer.batches is not None:
@@ -277,7 +281,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                     row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
                     if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
                         row.update(trainer.evaluate())
-                    metrics.add(row)
+                    trackers.on_metrics(row)
                     progress.update(s, losses)
                     for found in trainer.check_health():
                         warn(found["message"])
@@ -306,7 +310,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     elapsed = time.perf_counter() - start
     samples(f"step_{trainer.step_count:08d}")
     final = trainer.evaluate()
-    metrics.add({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
+    trackers.on_metrics({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
     summary = {
         "name": spec.name,
         "steps": trainer.step_count,
@@ -320,6 +324,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "warnings": trainer.health_warnings,
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
+    trackers.on_end(summary)
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     return run
 
