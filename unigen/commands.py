@@ -47,6 +47,27 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from .docgen import DOCS
+
+    text = DOCS[args.what]()
+    if args.check:
+        path = Path(args.output or f"docs/{args.what}.md")
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date; regenerate with `unigen docs {args.what} -o {path}`", file=sys.stderr)
+            return 1
+        print(f"{path} is current")
+        return 0
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def add_commands(sub: Any, spec_cmd: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
     d = spec_cmd("draw", cmd_draw, "draw the spec's graphical model (solid: generative, dashed: inference, hollow head: deterministic, red: adversarial)")
     d.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .svg, .png, .pdf, or .dot (Graphviz source)")
@@ -57,6 +78,11 @@ def add_commands(sub: Any, spec_cmd: Callable[[str, Handler, str], argparse.Argu
     n.add_argument("--name", help="the spec's `name` (default: the output file's stem, or my-FAMILY)")
     n.add_argument("--force", action="store_true", help="write over an existing file")
     n.set_defaults(func=cmd_new)
+    dc = sub.add_parser("docs", help="generate the reference docs: plugin hooks, or the spec keys", description="generate docs/hooks.md (from unigen/hookspecs.py) or docs/spec.md (from the spec models)")
+    dc.add_argument("what", choices=["hooks", "spec"])
+    dc.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    dc.add_argument("--check", action="store_true", help="exit 1 when FILE (default docs/WHAT.md) differs from what would be generated")
+    dc.set_defaults(func=cmd_docs)
 
 
 __all__ = ["add_commands"]

@@ -51,7 +51,7 @@ class Variable(_Strict):
 
 class Network(_Open):
     arch: str = Field(description="registered architecture, e.g. `mlp`; its options sit beside it")
-    trainable: bool = True
+    trainable: bool = Field(True, description="false: a fixed network that no phase updates")
 
 
 class Edge(_Strict):
@@ -87,13 +87,13 @@ class Edge(_Strict):
 class TermRef(_Strict):
     term: str = Field(description="registered term, e.g. `elbo`, `adversarial.d`")
     on: str | None = Field(None, description="edge the term is attached to, when the graph has several candidates")
-    weight: float = 1.0
-    options: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(1.0, description="the term's factor in the phase's loss")
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
 
 
 class Optim(_Open):
     kind: str = Field("adam", description="registered optimizer: adam, adamw, sgd, rmsprop; torch options sit beside it")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="learning rate")
 
 
 class Phase(_Strict):
@@ -116,10 +116,10 @@ class Phase(_Strict):
 
 
 class Train(_Strict):
-    steps: PositiveInt = 1000
-    batch_size: Size = 128
+    steps: PositiveInt = Field(1000, description="training steps; each runs every phase due (times its `repeats`)")
+    batch_size: Size = Field(128, description="samples per batch, of data and of the p-trace")
     seed: int = Field(0, ge=0, lt=2**63, description="seed of every random stream of the run (torch takes 64-bit seeds)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`: CUDA when there is a GPU, else the CPU")
     log_every: PositiveInt = Field(100, description="steps between metric rows and log lines")
     sample_every: int = Field(0, ge=0, description="steps between sample pictures; 0: only at the end")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
@@ -137,14 +137,14 @@ class Spec(_Strict):
     unigen: Literal[1] = Field(description="spec format version")
     name: str = Field(pattern=SPEC_NAME)
     family: str | None = Field(None, description="registered family whose defaults fill what the spec leaves out")
-    description: str = ""
+    description: str = Field("", description="one line about the model")
     data: Data
     variables: dict[str, Variable]
     networks: dict[str, Network]
     edges: list[Edge]
     phases: list[Phase] = Field(description="alternating training phases")
     metrics: list[str] | None = Field(None, description="metrics to report; default: every registered metric that applies")
-    train: Train = Field(default_factory=Train)
+    train: Train = Field(default_factory=Train, description="training settings")
 
     @field_validator("variables", "networks")
     @classmethod
