@@ -15,6 +15,10 @@ SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "venv: installs packages into a fresh virtual environment (deselect with -m 'not venv')")
+
+
 @pytest.fixture(scope="session")
 def registry() -> Registry:
     return default_registry()
