@@ -26,6 +26,7 @@ def dot_edges(text):
     out = {}
     for m in re.finditer(r'^\s*"([^"]+)" -> "([^"]+)" \[(.*)\];$', text, re.M):
         attrs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3)))
+        attrs["label"] = "\\n".join(line.strip() for line in attrs.get("label", "").split("\\n"))  # padded with spaces
         out[attrs["id"]] = {"tail": m.group(1), "head": m.group(2), **attrs}
     return out
 
@@ -57,6 +58,10 @@ def test_draw_dot_has_one_edge_per_parent_and_judged_variable(spec, registry):
         kind = a["id"].split(":")[0]
         assert a["style"] == ("dashed" if kind == "inference" else "solid")
         assert (a["color"] == ADVERSARIAL_COLOR) == (kind == "adversarial")
+    for e in graph.edges:  # the indicator y sits on the rank of the lowest variable it judges
+        if e.kind == "adversarial":
+            lowest = "x" if "x" in e.parents else e.parents[0]
+            assert f'{{rank=same; "{lowest}"; "link:{e.name}"}}' in text
     for name, var in graph.spec.variables.items():
         node = re.search(rf'^\s*"{name}" \[(.*)\];$', text, re.M)
         assert node is not None
@@ -128,3 +133,83 @@ def test_draw_cli_errors(cli, tmp_path, monkeypatch):
     assert code == 1 and "U001" in err and "apt-get install graphviz" in err
     code, out, _ = cli("draw", ROOT / "specs" / "gan-ring.yaml", "-o", tmp_path / "m.svg")
     assert code == 0 and "matplotlib" in out  # auto falls back
+
+
+def _extents(spec, registry):
+    """Display-space geometry of the matplotlib drawing: circles (centre, radius), text boxes
+    by gid, and the arrows' paths by id."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, FancyArrowPatch
+    from matplotlib.text import Text
+
+    drawing = describe(graph_of(spec, registry))
+    fig = drawmod.figure(drawing)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    circles, texts, arrows = {}, {}, {}
+    for artist in ax.get_children():
+        gid = artist.get_gid()
+        if gid is None:
+            continue
+        if isinstance(artist, Circle):
+            (cx, cy), (ex, _) = ax.transData.transform([artist.center, (artist.center[0] + artist.radius, artist.center[1])])
+            circles[gid] = (cx, cy, ex - cx)
+        elif isinstance(artist, Text):
+            texts[gid] = artist.get_window_extent(renderer)
+        elif isinstance(artist, FancyArrowPatch):
+            arrows[gid] = ax.transData.transform(artist.get_path().interpolated(40).vertices)  # the path is in data space
+    plt.close(fig)
+    # Two arrows between one pair of nodes bend apart; a lone one is straight.
+    pairs = [frozenset((a.tail, a.head)) for a in drawing.arrows]
+    bent = {a.id for a, pair in zip(drawing.arrows, pairs) if pairs.count(pair) > 1}
+    return circles, texts, arrows, bent
+
+
+def _box_hits_circle(box, circle, margin=1.0):
+    cx, cy, r = circle
+    nx, ny = min(max(cx, box.x0), box.x1), min(max(cy, box.y0), box.y1)  # the box's point nearest the centre
+    return (nx - cx) ** 2 + (ny - cy) ** 2 < (r - margin) ** 2
+
+
+def _box_hits_path(box, vertices, margin=1.0):
+    return any(box.x0 + margin < x < box.x1 - margin and box.y0 + margin < y < box.y1 - margin for x, y in vertices)
+
+
+@pytest.mark.parametrize("spec", ["vae-digits", "gan-ring", "aae-digits", "infogan-ring", "ali-ring", "cgan-digits"])
+def test_draw_matplotlib_text_fits_and_labels_stay_clear(spec, registry):
+    """What the eye checks: a node's name, shape and prior lie inside its circle; an edge's
+    label overlaps no circle, no other label, and no edge (a bent edge's own label sits on its
+    arc, over a white box, by design)."""
+    circles, texts, arrows, bent = _extents(spec, registry)
+    assert circles and arrows
+    for gid, box in texts.items():
+        kind, _, node = gid.partition(":")
+        if kind in ("text", "sub"):
+            cx, cy, r = circles["node:" + node]
+            corners = [(box.x0, box.y0), (box.x0, box.y1), (box.x1, box.y0), (box.x1, box.y1)]
+            assert all((x - cx) ** 2 + (y - cy) ** 2 <= (0.9 * r) ** 2 for x, y in corners), f"{spec}: the {kind} of {node} sticks out of its circle"
+    labels = {gid[len("label:") :]: box for gid, box in texts.items() if gid.startswith("label:")}
+    assert set(labels) == set(arrows)
+    for aid, box in labels.items():
+        for node, circle in circles.items():
+            assert not _box_hits_circle(box, circle), f"{spec}: the label of {aid} overlaps {node}"
+        for other, other_box in labels.items():
+            assert other == aid or not box.overlaps(other_box), f"{spec}: the labels of {aid} and {other} overlap"
+        for other, vertices in arrows.items():
+            if other == aid and aid in bent:
+                continue
+            assert not _box_hits_path(box, vertices), f"{spec}: the label of {aid} crosses the edge {other}"
+
+
+FIGURES = ["vae-digits", "gan-ring", "aae-digits", "infogan-ring", "ali-ring"]
+
+
+def test_draw_readme_shows_the_figures_of_the_shipped_specs():
+    readme = (ROOT / "README.md").read_text()
+    for name in FIGURES:
+        png = ROOT / "docs" / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"![{name}](docs/figures/{name}.png)" in readme
+        assert (ROOT / "specs" / f"{name}.yaml").exists()
+    assert "unigen draw specs/NAME.yaml -o docs/figures/NAME.png --engine matplotlib" in readme

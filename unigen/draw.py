@@ -39,7 +39,7 @@ class Node:
     label: str
     kind: str  # variable | link
     observed: bool = False
-    sublabel: str = ""  # shape, prior
+    sublabel: str = ""  # shape, then prior, one a line
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def describe(graph: ModelGraph) -> Drawing:
         bits = ["[" + ", ".join(map(str, var.shape)) + "]"]
         if var.prior:
             bits.append(f"~ {var.prior}")
-        d.nodes.append(Node(name, name, "variable", var.observed, " ".join(bits)))
+        # Shape and prior on lines of their own, so that the circle stays narrow.
+        d.nodes.append(Node(name, name, "variable", var.observed, "\n".join(bits)))
     for e in graph.edges:
         if e.kind == "adversarial":
             link = f"link:{e.name}"
@@ -116,7 +117,8 @@ def to_dot(d: Drawing) -> str:
     ]
     for n in d.nodes:
         # The variable's name, with its shape and prior in small type inside the circle.
-        html = f'<{_html(n.label)}<BR/><FONT POINT-SIZE="9">{_html(n.sublabel)}</FONT>>'
+        small = "<BR/>".join(_html(line) for line in n.sublabel.split("\n"))
+        html = f'<{_html(n.label)}<BR/><FONT POINT-SIZE="9">{small}</FONT>>'
         if n.kind == "variable":
             attrs = {"id": _q(f"node:{n.id}"), "shape": "circle", "width": "0.9", "label": html}
             if n.observed:
@@ -126,12 +128,22 @@ def to_dot(d: Drawing) -> str:
         lines.append(f"  {_q(n.id)} [{', '.join(f'{k}={v}' for k, v in attrs.items())}];")
     for a in d.arrows:
         s = a.style
-        attrs = {"id": a.id, "label": a.label, "color": s["color"], "fontcolor": s["color"], "style": "dashed" if s["dashed"] else "solid", "arrowhead": "empty" if s["hollow"] else "normal"}
+        # Spaces around each line keep the label off the edge it names and off a parallel one.
+        label = "\n".join(f"  {line}  " for line in a.label.split("\n"))
+        attrs = {"id": a.id, "label": label, "color": s["color"], "fontcolor": s["color"], "style": "dashed" if s["dashed"] else "solid", "arrowhead": "empty" if s["hollow"] else "normal"}
         if s["both"]:
             attrs.update(dir="both", arrowtail="normal")
         if a.kind == "inference":
             attrs["constraint"] = "false"
         lines.append(f"  {_q(a.tail)} -> {_q(a.head)} [{', '.join(f'{k}={_q(v)}' for k, v in attrs.items())}];")
+    # An adversarial indicator sits beside the lowest variable it judges, as in the matplotlib
+    # layout, rather than a rank below everything.
+    pos = layout(d)
+    for n in d.nodes:
+        judged = [a.tail for a in d.arrows if a.head == n.id and a.tail in pos]
+        if n.kind == "link" and judged:
+            lowest = min(judged, key=lambda v: pos[v][1])
+            lines.append(f"  {{rank=same; {_q(lowest)}; {_q(n.id)}}}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -142,7 +154,8 @@ def dot_binary() -> str | None:
 
 def _render_dot(d: Drawing, out: Path, fmt: str, dot: str) -> None:
     try:
-        res = subprocess.run([dot, f"-T{fmt}", "-o", str(out)], input=to_dot(d), text=True, capture_output=True, timeout=60)
+        dpi = ["-Gdpi=150"] if fmt == "png" else []  # the same resolution as the matplotlib PNG
+        res = subprocess.run([dot, f"-T{fmt}", *dpi, "-o", str(out)], input=to_dot(d), text=True, capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         raise UnigenError.one("U001", f"Graphviz (`{dot}`) could not be run: {exc}.", (), "use `--engine matplotlib`, or reinstall Graphviz.", exit_code=1) from None
     if res.returncode != 0:
@@ -197,7 +210,9 @@ def layout(d: Drawing) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
+def figure(d: Drawing) -> Any:
+    """The matplotlib figure of a drawing. Artists carry gids: `node:<id>` (circles),
+    `text:<id>` and `sub:<id>` (a node's name, and its shape and prior), the arrow's id (arrows) and `label:<arrow id>`."""
     import math
 
     import matplotlib
@@ -218,15 +233,17 @@ def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
     ax.axis("off")
     ax.set_title(d.name, fontsize=13)
     radius = {n.id: (0.46 if n.kind == "variable" else 0.34) for n in d.nodes}
-    center = sum(xs) / len(xs)
+    cx, cy = sum(xs) / len(xs), sum(ys) / len(ys)  # the picture's centre: labels go outwards
     for n in d.nodes:
         x, y = pos[n.id]
         color = "black" if n.kind == "variable" else ADVERSARIAL_COLOR
         circle = Circle((x, y), radius[n.id], facecolor=OBSERVED_FILL if n.observed else "white", edgecolor=color, lw=1.4, zorder=3)
         circle.set_gid(f"node:{n.id}")
         ax.add_patch(circle)
-        ax.text(x, y + 0.08, n.label, ha="center", va="center", fontsize=14, color=color, zorder=4)
-        ax.text(x, y - 0.19, n.sublabel, ha="center", va="center", fontsize=6.5, color=color, zorder=4)
+        name = ax.text(x, y + 0.15, n.label, ha="center", va="center", fontsize=14, color=color, zorder=4)
+        name.set_gid(f"text:{n.id}")
+        sub = ax.text(x, y - 0.01, n.sublabel, ha="center", va="top", fontsize=6.5, color=color, zorder=4, linespacing=1.25)
+        sub.set_gid(f"sub:{n.id}")
     # Two edges between one pair of nodes (z -> x generative, x -> z inference) bend apart
     # to opposite sides; a lone edge stays straight.
     between: dict[frozenset[str], list[Arrow]] = {}
@@ -259,22 +276,31 @@ def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
             )
             patch.set_gid(a.id)
             ax.add_patch(patch)
-            # The label sits beside the arc's middle, on the outside of the bend (or to the
-            # right of a straight edge).
             mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
-            nx_, ny_ = (end[1] - start[1]), -(end[0] - start[0])  # arc3's bulge direction for rad > 0
-            mx, my = mx + nx_ * rad / 2, my + ny_ * rad / 2
-            if abs(ny_) > abs(nx_) and not rad:  # a horizontal straight edge: label above
-                t = ax.text(mx, my + 0.12, a.label, ha="center", va="bottom", fontsize=9, color=s["color"], zorder=5)
-            elif rad:  # on the bent arc itself, over a white box
+            if rad:
+                # A bent edge: the label on the arc's middle, over a white box.
+                mx, my = mx + (end[1] - start[1]) * rad / 2, my - (end[0] - start[0]) * rad / 2
                 t = ax.text(mx, my, a.label, ha="center", va="center", fontsize=9, color=s["color"], zorder=5,
                             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 1})
             else:
-                # A straight edge gets its label on the outer side of the picture.
-                right = mx >= center - 1e-9
-                t = ax.text(mx + (0.08 if right else -0.08), my, a.label, ha="left" if right else "right", va="center", fontsize=9, color=s["color"], zorder=5,
-                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+                # A straight edge: the label beside its middle, on the side away from the
+                # picture's centre, anchored at the corner nearest the line so that the whole
+                # text stays on that side (it crosses neither this edge nor the circles).
+                nx_, ny_ = -uy, ux
+                if nx_ * (mx - cx) + ny_ * (my - cy) < 0 or (abs(nx_ * (mx - cx) + ny_ * (my - cy)) < 1e-9 and ny_ < 0):
+                    nx_, ny_ = -nx_, -ny_
+                ha = "center" if abs(nx_) < 0.3 else ("left" if nx_ > 0 else "right")
+                va = "center" if abs(ny_) < 0.3 else ("bottom" if ny_ > 0 else "top")
+                t = ax.text(mx + 0.12 * nx_, my + 0.12 * ny_, a.label, ha=ha, va=va, fontsize=9, color=s["color"], zorder=5,
+                            multialignment="center")
             t.set_gid(f"label:{a.id}")
+    return fig
+
+
+def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(d)
     fig.savefig(out, format=fmt, bbox_inches="tight", dpi=150)
     plt.close(fig)
 
