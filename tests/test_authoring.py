@@ -79,6 +79,24 @@ def test_show_config_override_on_plain_spec(cli):
     assert code == 0 and doc["phases"][1]["repeats"] == 2 and doc["edges"][1]["options"]["r1"] == 0.5
 
 
+def test_show_config_prints_a_complete_spec_that_compiles_to_the_same_program(cli, family_spec, tmp_path, registry):
+    """The printed spec is everything the run uses: the family's model, every default of
+    `train`, the overrides; saved and compiled without the family it gives the same program."""
+    code, out, err = cli("show-config", family_spec, "train.steps=9", "variables.z.shape=[4]")
+    assert code == 0, err
+    doc = yaml.safe_load(out)
+    assert doc["family"] == "vae" and doc["data"] == {"source": "digits", "binarize": True}
+    assert [e.get("generative") or e.get("inference") for e in doc["edges"]] == ["z -> x", "x -> z"]
+    assert doc["variables"]["z"]["shape"] == [4] and doc["train"]["steps"] == 9
+    assert {"batch_size", "seed", "log_every", "optim", "device"} <= set(doc["train"])  # defaults written out
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out.replace("family: vae\n", ""))
+    again = compile_file(printed, registry=registry).program
+    assert again.spec.family is None
+    original = compile_file(family_spec, ["train.steps=9", "variables.z.shape=[4]"], registry=registry).program
+    assert str(again).replace("program fam\n", "", 1) == str(original).replace("program fam  (family vae)\n", "", 1)
+
+
 def test_validate_and_compile_build_no_network(cli, registry, monkeypatch):
     built = []
     for entry in registry.all("networks"):
