@@ -97,6 +97,32 @@ def test_show_config_prints_a_complete_spec_that_compiles_to_the_same_program(cl
     assert str(again).replace("program fam\n", "", 1) == str(original).replace("program fam  (family vae)\n", "", 1)
 
 
+def test_family_defaults_of_another_kind_are_not_merged(cli, write_spec):
+    """A network, data source or optimizer of another kind than the family's replaces the
+    default whole; one of the same kind merges with it."""
+    spec = write_spec("""
+        unigen: 1
+        name: fam
+        family: vae
+        data: {source: ring2d}
+        variables: {x: {observed: true, shape: [2]}}
+        networks:
+          encoder: {arch: mlp, activation: tanh}
+          decoder: {arch: conv_net_that_is_not_there}
+        train: {optim: {kind: sgd}}
+    """)
+    code, out, err = cli("show-config", spec)
+    assert code == 2 and out == ""
+    assert "unknown network architecture `conv_net_that_is_not_there`" in err
+    assert "binarize" not in err and "hidden" not in err  # no option of the default kinds leaks in
+    code, out, err = cli("show-config", spec, "networks.decoder.arch=mlp")
+    assert code == 0, err
+    doc = yaml.safe_load(out)
+    assert doc["data"]["source"] == "ring2d" and "binarize" not in doc["data"]
+    assert doc["networks"]["encoder"]["hidden"] == [256, 256] and doc["networks"]["encoder"]["activation"] == "tanh"
+    assert doc["train"]["optim"]["kind"] == "sgd"
+
+
 def test_validate_and_compile_build_no_network(cli, registry, monkeypatch):
     built = []
     for entry in registry.all("networks"):
