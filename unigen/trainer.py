@@ -76,7 +76,7 @@ class Trainer:
         self.generator = seed_everything(spec.train.seed)
         self.model = Model(program, registry, self.device)
         self.batch_size = spec.train.batch_size
-        train = {v: self.model.dataset.train[f] for v, f in self.model.fields.items()}
+        train = {k: self.model.dataset.train[f] for k, f in self.model.batch_fields.items()}
         self.batches = Batches(train, self.batch_size, self.generator) if train else None
         self.all_params = [p for n, net in self.model.nets.items() if spec.networks[n].trainable for p in net.parameters()]
         for n, net in self.model.nets.items():
