@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from conftest import ROOT
 
 from unigen.errors import UnigenError
 from unigen.kinds import Dataset
 from unigen.run import compile_file, train_run
 from unigen.runtime import Model, StepContext, load_dataset, mask_key
-from unigen.source import load_yaml
 
 SPECS = ROOT / "specs"
 BETA, CVAE, M2, AA = (SPECS / f"{n}.yaml" for n in ("beta-vae-digits", "cvae-digits", "m2-digits", "aa-vae-digits"))
+AA_CVAE, AA_M2 = SPECS / "aa-cvae-digits.yaml", SPECS / "aa-m2-digits.yaml"
 SEED = 1234
 TOL = 1e-5
 CPU = torch.device("cpu")
@@ -313,41 +312,130 @@ def test_aa_elbo_normalized_weights(registry):
     assert abs(num(ours) - num((weight / weight.mean() * nelbo).mean())) < TOL
 
 
-def with_aa(path: Path) -> str:
-    """The spec at `path` with a discriminator on x, its phase, and `aa_elbo` in the ELBO's phase."""
-    doc, _ = load_yaml(path.read_text(), str(path))  # unigen's YAML: `on:` is a key, not `True`
-    doc["name"] = doc["name"].replace("-digits", "-aa-digits")
-    doc["networks"]["discriminator"] = {"arch": "mlp", "hidden": [64], "activation": "leaky_relu"}
-    doc["edges"].append({"adversarial": "x", "net": "discriminator", "objective": "nonsaturating"})
-    doc["phases"][0]["terms"].append("aa_elbo")
-    doc["phases"].insert(0, {"name": "discriminator", "update": ["discriminator"], "terms": ["adversarial.d"]})
-    return yaml.safe_dump(doc, sort_keys=False)
+def hand_aa_cvae(model, x, y, n: int) -> torch.Tensor:
+    """AA-CVAE's ELBO phase on a batch of data pairs (x, y), noise drawn in the trainer's order:
+
+    elbo    = mean over data rows of -log p(x | z, y) + KL(q(z | x, y) || p(z | y)), z ~ q(z | x, y)
+    aa_elbo = mean over generated pairs of D(x', y) * [-log p(x' | z', y) + KL(q(z' | x', y) || p(z' | y))]
+              where z ~ p(z | y), x' ~ Bernoulli(decoder(z, y)), z' ~ q(z | x', y); D = sigmoid(disc(x', y))
+    """
+    enc, dec, prior, disc = (model.nets[k] for k in ("encoder", "decoder", "prior_net", "discriminator"))
+
+    def nelbo(xs, noise):
+        mu_q, s_q = gauss(enc(xs, y))
+        mu_p, s_p = gauss(prior(y))
+        return bernoulli_nll(xs, dec(mu_q + s_q * noise, y)) + kl_normal(mu_q, s_q, mu_p, s_p)
+
+    torch.manual_seed(SEED)
+    elbo = nelbo(x, torch.randn(n, D_Z)).mean()
+    mu_p, s_p = gauss(prior(y))
+    z = mu_p + s_p * torch.randn(n, D_Z)
+    x_gen = torch.bernoulli(torch.sigmoid(dec(z, y)))
+    weight = torch.sigmoid(disc(x_gen, y)).flatten().detach()
+    return elbo + (weight * nelbo(x_gen, torch.randn(n, D_Z))).mean()
 
 
-@pytest.mark.parametrize("path", [CVAE, M2], ids=["cvae", "m2"])
-def test_aa_elbo_compiles_on_cvae_and_m2(path, write_spec, registry, tmp_path):
-    spec = write_spec(with_aa(path))
-    program = compile_file(spec, ["train.device=cpu"], registry).program
-    text = str(program)
-    assert "E_p[D(x) * -ELBO(x,y)], D = sigmoid(discriminator(p.x)) held fixed" in text
-    aa = [t for t in program.phases[1].terms if t.label == "aa_elbo@adv_x"][0]
-    assert aa.bound.reaches == program.phases[1].terms[0].bound.reaches  # the bound's networks, no more
-    torch.set_default_dtype(torch.float32)
-    run = train_run(spec, ["train.eval_samples=200"], out=str(tmp_path / "run"), steps=2, device="cpu", registry=registry, quiet=True)
-    summary = json.loads((run / "summary.json").read_text())
-    assert math.isfinite(summary["final_losses"]["elbo/aa_elbo@adv_x"])
-    assert math.isfinite(summary["metrics"]["test_nelbo"])
+def test_aa_cvae_phase_matches_hand_formula(registry):
+    program, model = build(registry, AA_CVAE)
+    x, y = model.dataset.train["x"][:24], model.dataset.train["y"][:24]
+    phase = program.phases[1]
+    assert [t.label for t in phase.terms] == ["elbo", "aa_elbo@adv_x_y"] and phase.frozen == ("discriminator",)
+    assert phase.terms[1].bound.formula == "E_p[D(x,y) * -ELBO(x,y)], D = sigmoid(discriminator(p.x, p.y)) held fixed"
+    assert phase.terms[1].bound.reaches == {"encoder", "decoder", "prior_net"}
+    ours = phase_loss(program, model, {"x": x, "y": y}, 24, phase=1)
+    hand = hand_aa_cvae(model, x, y, 24)
+    assert 10 < num(hand) < 200
+    assert abs(num(ours) - num(hand)) < TOL
+    # The term is not idle: without it the phase is the CVAE's ELBO alone, a different value.
+    alone = phase_loss(program, model, {"x": x, "y": y}, 24, phase=1) - term_loss(program, model, {"x": x, "y": y}, 24, "aa_elbo@adv_x_y", phase=1)
+    assert abs(num(alone) - num(ours)) > 1e-2
+    # Gradients of every updated network match; none reaches the discriminator.
+    for name in ("encoder", "decoder", "prior_net"):
+        params = list(model.nets[name].parameters())
+        g_ours = torch.autograd.grad(phase_loss(program, model, {"x": x, "y": y}, 24, phase=1), params)
+        g_hand = torch.autograd.grad(hand_aa_cvae(model, x, y, 24), params)
+        assert max(num((a - b).abs().max()) for a, b in zip(g_ours, g_hand)) < TOL, name
+    d_params = list(model.nets["discriminator"].parameters())
+    g = torch.autograd.grad(phase_loss(program, model, {"x": x, "y": y}, 24, phase=1), d_params, allow_unused=True)
+    assert all(gi is None for gi in g)
 
 
-def test_aa_elbo_on_m2_scores_generated_labels_as_observed(registry, write_spec):
+def test_aa_cvae_weights_judge_the_label_too(registry):
+    # The conditional discriminator sees (x', y): the same samples under other labels weigh otherwise.
+    program, model = build(registry, AA_CVAE)
+    y = model.dataset.train["y"][:16]
+    torch.manual_seed(SEED)
+    x_gen = torch.bernoulli(torch.full((16, 64), 0.5))
+    disc = model.nets["discriminator"]
+    assert num((disc(x_gen, y) - disc(x_gen, y.roll(1, 1))).abs().max()) > 1e-4
+
+
+def hand_aa_m2(model, batch, n: int, alpha: float, label_weight: float, m: int) -> torch.Tensor:
+    """AA-M2's ELBO phase: M2's objective on the data batch (hand_m2, whose noise comes first),
+    plus, on m generated pairs y ~ Cat(1/K), z ~ N(0, I), x' ~ Bernoulli(decoder(z, y)):
+
+    aa_elbo = mean over pairs of D(x') * [L(x', y) - label_weight * log q(y | x')],  D = sigmoid(disc(x'))
+
+    with L(x', y) the labelled bound (y observed, -log p(y) included) and z' ~ q(z | x', y).
+    """
+    m2 = hand_m2(model, batch, n, alpha)  # reseeds and draws the data batch's noise
+    enc, dec, disc = (model.nets[k] for k in ("encoder", "decoder", "discriminator"))
+    z = torch.randn(m, D_Z)  # the p-trace draws x's parents in the edge's order: z, then y
+    y = torch.distributions.OneHotCategorical(logits=torch.zeros(m, K)).sample()
+    x_gen = torch.bernoulli(torch.sigmoid(dec(z, y)))
+    weight = torch.sigmoid(disc(x_gen)).flatten().detach()
+    mu, s = gauss(enc(x_gen, y))
+    z_q = mu + s * torch.randn(m, D_Z)
+    bound = bernoulli_nll(x_gen, dec(z_q, y)) + kl_normal(mu, s, torch.zeros_like(mu), torch.ones_like(s)) - math.log(1 / K)
+    log_q = (F.log_softmax(model.nets["classifier"](x_gen), dim=1) * y).sum(1)
+    return m2 + (weight * (bound - label_weight * log_q)).mean()
+
+
+def test_aa_m2_phase_matches_hand_formula(registry):
+    program, model = build(registry, AA_M2)
+    phase = program.phases[1]
+    assert [t.label for t in phase.terms] == ["elbo", "label_nll@q_y", "aa_elbo@adv_x"]
+    assert [t.weight for t in phase.terms] == [1, 0.1, 1] and phase.frozen == ("discriminator",)
+    assert phase.terms[2].bound.formula == "E_p[D(x) * (-ELBO(x,y) - 0.1 * log q(y|x))], D = sigmoid(discriminator(p.x)) held fixed"
+    batch, n = m2_batch(model)
+    ours = phase_loss(program, model, batch, n, phase=1)
+    hand = hand_aa_m2(model, batch, n, alpha=0.1, label_weight=0.1, m=n)
+    assert 10 < num(hand) < 400
+    assert abs(num(ours) - num(hand)) < TOL
+    # label_weight is the weight of the classifier's fit on generated pairs: 0 drops it.
+    program0, model0 = build(registry, AA_M2, ["phases.elbo.terms.2.options.label_weight=0"])
+    assert "D(x) * -ELBO(x,y)]" in program0.phases[1].terms[2].bound.formula
+    for name, net in model.nets.items():
+        model0.nets[name].load_state_dict(net.state_dict())
+    zero = phase_loss(program0, model0, batch, n, phase=1)
+    assert abs(num(zero) - num(hand_aa_m2(model0, batch, n, 0.1, 0.0, n))) < TOL
+    assert abs(num(zero) - num(ours)) > 1e-3
+
+
+def test_aa_m2_classifier_learns_from_generated_pairs(registry):
+    program, model = build(registry, AA_M2)
+    batch, n = m2_batch(model, 3, 4)
+    for name in ("classifier", "encoder", "decoder"):
+        params = list(model.nets[name].parameters())
+        g_ours = torch.autograd.grad(phase_loss(program, model, batch, n, phase=1), params)
+        g_hand = torch.autograd.grad(hand_aa_m2(model, batch, n, 0.1, 0.1, n), params)
+        assert max(num((a - b).abs().max()) for a, b in zip(g_ours, g_hand)) < TOL, name
+    # The aa term alone moves the classifier (through -log q(y|x') on generated pairs) but not D.
+    aa = term_loss(program, model, batch, n, "aa_elbo@adv_x", phase=1)
+    g = torch.autograd.grad(aa, list(model.nets["classifier"].parameters()), retain_graph=True)
+    assert max(num(gi.abs().max()) for gi in g) > 1e-6
+    g = torch.autograd.grad(aa, list(model.nets["discriminator"].parameters()), allow_unused=True)
+    assert all(gi is None for gi in g)
+
+
+def test_aa_m2_generated_labels_are_observed_without_label_weight(registry):
     # Generated (x, y) pairs carry the label M2's prior drew: the bound is L(x, y), nothing enumerated.
-    spec = write_spec(with_aa(M2))
-    program, model = build(registry, spec)
+    program, model = build(registry, AA_M2, ["phases.elbo.terms.2.options.label_weight=0"])
     aa = [t for t in program.phases[1].terms if t.label == "aa_elbo@adv_x"][0]
     torch.manual_seed(SEED)
     ours = aa.bound.loss(StepContext(model, None, 12))
     torch.manual_seed(SEED)
-    z = torch.randn(12, D_Z)  # the p-trace draws x's parents in the edge's order: z, then y
+    z = torch.randn(12, D_Z)
     y = torch.distributions.OneHotCategorical(logits=torch.zeros(12, K)).sample()
     x_gen = torch.bernoulli(torch.sigmoid(model.nets["decoder"](z, y)))
     weight = torch.sigmoid(model.nets["discriminator"](x_gen)).flatten()
@@ -386,6 +474,11 @@ def test_label_nll_on_the_latent_edge_is_refused(registry):
     assert any(d.code == "G014" and "latent `z`" in d.message for d in diags)
 
 
+def test_aa_label_weight_without_a_partial_label_is_refused(registry):
+    diags = errors(registry, AA, ["phases.elbo.terms=[elbo, {term: aa_elbo, options: {label_weight: 0.1}}]"])
+    assert any(d.code == "G014" and "label_weight" in d.message and "mask" in d.hint for d in diags)
+
+
 def test_aa_elbo_needs_a_generated_fake_side(registry):
     diags = errors(registry, AA, ["edges.2.real=[p.x]", "edges.2.fake=[q.x]"])
     assert any(d.code == "G014" and "p-trace" in d.message for d in diags)
@@ -398,6 +491,8 @@ TRAINED = {
     "cvae-digits": ["test_nelbo", "cond_accuracy"],
     "m2-digits": ["test_nelbo", "test_accuracy"],
     "aa-vae-digits": ["test_nelbo"],
+    "aa-cvae-digits": ["test_nelbo", "cond_accuracy"],
+    "aa-m2-digits": ["test_nelbo", "test_accuracy"],
 }
 
 

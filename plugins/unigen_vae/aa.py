@@ -14,6 +14,12 @@ through the samples, the generator): only the bound's encoder, decoder and prior
 learn from it. Generated samples carry every variable the p-trace draws with them (a label
 a conditional VAE reads from the data, or one M2 samples from its prior), so on them a
 partially observed variable is observed.
+
+With a partially observed label y and its classifier q(y | x) (M2), a generated pair (x, y) is
+a labelled example, so `label_weight` (M2's alpha / N, as on `label_nll`) adds the classifier's
+fit to it under the same weight:
+
+    aa_elbo = E_{(x, y) ~ p_theta} [ D(x) * ( -ELBO(x, y) - label_weight * log q(y | x) ) ]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .terms import negative_elbo, plan_elbo, plan_nets
 
 class AAOptions(Options):
     normalize: bool = Field(False, description="divide the weights by their mean over the batch (self-normalised importance weights)")
+    label_weight: float = Field(0.0, ge=0, description="with a partially observed label y: weight of -log q(y|x) on each generated pair, which counts as a labelled example (M2's alpha / N)")
 
 
 class AAELBO(Term):
@@ -48,6 +55,9 @@ class AAELBO(Term):
         if any(t != "p" for t, _ in e.fake):
             raise TermError(f"adversarial link `{e.name}` judges {', '.join(f'{t}.{v}' for t, v in e.fake)} as fake; the weights need the discriminator's view of generated samples (p-trace).", "use a link whose fake side is the p-trace, e.g. `{adversarial: x, net: discriminator, objective: nonsaturating}`.")
         normalize = site.options.normalize
+        label_weight = site.options.label_weight
+        if label_weight and plan.partial is None:
+            raise TermError("`label_weight` fits a classifier q(y|x) to generated labels, but no variable is partially observed (`mask`) with an inference edge.", "drop `label_weight`, or give the label `mask:` and an inference edge such as `{inference: x -> y, net: classifier, dist: categorical}` (an M2 model).")
         net = e.net
 
         def loss(ctx: StepContext) -> torch.Tensor:
@@ -57,11 +67,20 @@ class AAELBO(Term):
                 if normalize:
                     weight = weight / weight.mean().clamp(min=1e-12)
             samples = {v: p[v].detach() for v in observed}
-            rec, kl = negative_elbo(StepContext(ctx.model, samples, ctx.n), plan, 1.0)
+            inner = StepContext(ctx.model, samples, ctx.n)
+            rec, kl = negative_elbo(inner, plan, 1.0)
             nelbo = rec if kl is None else rec + kl
+            if label_weight:
+                y, inf, _ = plan.partial  # type: ignore[misc]
+                nelbo = nelbo - label_weight * inner.q.cond(inf).log_prob(samples[y])
             return (weight * nelbo).mean()
 
         judged = ",".join(v for _, v in e.fake)
         scale = f"D({judged})/mean D" if normalize else f"D({judged})"
-        formula = f"E_p[{scale} * -ELBO({','.join(observed)})], D = sigmoid({net}(p.{judged})) held fixed"
+        inner_text = f"-ELBO({','.join(observed)})"
+        if label_weight:
+            y, inf, _ = plan.partial  # type: ignore[misc]
+            inner_text = f"({inner_text} - {label_weight:g} * log q({y}|{','.join(inf.parents)}))"
+        fake = ", ".join(f"p.{v}" for _, v in e.fake)
+        formula = f"E_p[{scale} * {inner_text}], D = sigmoid({net}({fake})) held fixed"
         return Bound(loss, formula, frozenset("p"), frozenset(plan_nets(graph, plan)))
