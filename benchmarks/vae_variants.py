@@ -35,7 +35,7 @@ SHOWN = ("test_accuracy", "test_nelbo", "test_recon", "test_kl", "cond_accuracy"
 # M2 pairs compared seed by seed: (baseline, adversary-activated).
 PAIRS = (("m2-digits", "aa-m2-digits"), ("cvae-digits", "aa-cvae-digits"), ("vae-digits", "aa-vae-digits"))
 
-NOTE = """
+NOTE = r"""
 Digits: sklearn's 8x8 digits, binarised, the project's fixed train/test split. `test_accuracy`:
 the most probable class of q(y|x) on every test row (M2 sees 10% of the training labels, the same
 share of each class, fixed by `data.label_seed`). `test_nelbo`: one-sample negative ELBO on the
@@ -111,16 +111,18 @@ def render(results: dict[str, dict[str, dict]]) -> str:
             common = sorted(set(results[base]) & set(results[aa]), key=int)
             if not common:
                 continue
-            key = "test_accuracy" if all("test_accuracy" in results[n][s]["metrics"] for n in (base, aa) for s in common) else "test_nelbo"
-            diffs = [results[aa][s]["metrics"][key] - results[base][s]["metrics"][key] for s in common]
-            better = sum((d > 0) if key == "test_accuracy" else (d < 0) for d in diffs)
-            text += f"\n{aa} − {base}, {key}, seed by seed ({', '.join(common)}): {' / '.join(f'{d:+.4f}' for d in diffs)}; {aa} better on {better} of {len(common)}."
+            for key in ("test_accuracy", "test_nelbo"):
+                if not all(key in results[n][s]["metrics"] for n in (base, aa) for s in common):
+                    continue
+                diffs = [results[aa][s]["metrics"][key] - results[base][s]["metrics"][key] for s in common]
+                better = sum((d > 0) if key == "test_accuracy" else (d < 0) for d in diffs)
+                text += f"\n{aa} − {base}, {key}, seed by seed ({', '.join(common)}): {' / '.join(f'{d:+.4f}' for d in diffs)}; {aa} better on {better} of {len(common)}."
     return text + "\n" + NOTE
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("specs", nargs="+", help="spec names in specs/, e.g. m2-digits aa-m2-digits")
+    parser.add_argument("specs", nargs="*", help="spec names in specs/, e.g. m2-digits aa-m2-digits (none: only rewrite the table from the results file)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
