@@ -48,6 +48,7 @@ CODES: dict[str, str] = {
     "R002": "run directory problem",
     "R003": "training stopped by a signal (SIGINT/SIGTERM); a checkpoint was saved",
     "R004": "a term failed inside a training step",
+    "R005": "evaluation or sample drawing failed after training (the run is kept)",
     "C001": "checkpoint cannot be used",
 }
 

@@ -217,12 +217,29 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         # Conditional models draw their conditioning values from one fixed test batch.
         fixed_batch = {k: v[: 64] for k, v in trainer.model.dataset.test.items()}
 
+    problems: list[str] = []  # failures after training that cost no trained state (R005)
+
     def samples(tag: str) -> None:
-        if sample_var is None:
+        if sample_var is None or "samples" in problems:
             return
-        with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
-            x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
-        save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
+        try:
+            with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
+                x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
+            save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
+        except (UnigenError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            problems.append("samples")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            warn(f"drawing samples of `{sample_var}` failed ({type(exc).__name__}: {first}); training goes on without sample pictures.")
+
+    def evaluate() -> dict[str, float]:
+        known = set(trainer.metric_errors)
+        values = trainer.evaluate()
+        for name, text in trainer.metric_errors.items():
+            if name not in known:
+                warn(text + "; the run goes on without it.")
+        return values
 
     def checkpoint(state: dict[str, Any] | None = None) -> Path:
         state = dict(state if state is not None else trainer.state_dict())
@@ -276,7 +293,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                     losses = trainer.losses()
                     row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
                     if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
-                        row.update(trainer.evaluate())
+                        row.update(evaluate())
                     metrics.add(row)
                     progress.update(s, losses)
                     for found in trainer.check_health():
@@ -305,7 +322,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
             )
     elapsed = time.perf_counter() - start
     samples(f"step_{trainer.step_count:08d}")
-    final = trainer.evaluate()
+    final = evaluate()
     metrics.add({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
     summary = {
         "name": spec.name,
@@ -318,9 +335,18 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
         "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": first},
         "warnings": trainer.health_warnings,
+        "errors": list(trainer.metric_errors.values()) + (["drawing samples failed (see train.log)"] if "samples" in problems else []),
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
+    if summary["errors"]:
+        raise UnigenError.one(
+            "R005",
+            f"training finished and was saved in `{run}`, but the evaluation after it failed: " + "; ".join(summary["errors"]) + ".",
+            (),
+            "the trained checkpoint and summary.json are kept; fix or update the named plugin, or leave the metric out with `metrics: [...]` in the spec.",
+            exit_code=1,
+        )
     return run
 
 
