@@ -295,7 +295,7 @@ class Trainer:
             for entry in entries:
                 if wanted is not None and entry.name not in wanted:
                     continue
-                if wanted is None and not entry.obj.applies(self.model):
+                if wanted is None and (not getattr(entry.obj, "during_training", True) or not entry.obj.applies(self.model)):
                     continue
                 out.update(entry.obj.compute(self.model))
         self.model.train()
