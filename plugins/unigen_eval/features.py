@@ -105,7 +105,8 @@ def feature_classifier(dataset: str, options: Any, field: str, train: dict[str, 
         net, acc = _MEMO[key]
         return net.to(x.device), acc
     path = cache_dir() / "features" / f"{dataset}-{key}.pt"
-    net = FeatureNet(x[0].numel(), classes, s)
+    with torch.random.fork_rng(devices=[]):  # building a network draws initial weights: leave the caller's stream alone
+        net = FeatureNet(x[0].numel(), classes, s)
     acc = math.nan
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
