@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,10 @@ def _density_background(ax: Any, info: dict[str, Any], span: float) -> None:
     logp = torch.logsumexp(-d2 / (2 * sigma**2), 1) - math.log(len(modes)) - math.log(2 * math.pi * sigma**2)
     img = logp.reshape(400, 400).clamp(min=float(logp.max()) - 12)
     ax.imshow(img.numpy(), extent=(-span, span, -span, span), origin="lower", cmap="Greys", alpha=0.8)
-    m = modes.numpy()
-    ax.scatter(m[:, 0], m[:, 1], s=30, marker="x", color="tab:red", linewidths=0.8, label="true modes", zorder=3)
+    # The densest region is a few pixels wide when sigma is small: circles of 3 sigma (the
+    # high-quality radius of the mode metrics) show where the mass is.
+    for i, (mx, my) in enumerate(modes.tolist()):
+        ax.add_patch(_plt().Circle((mx, my), 3 * sigma, fill=False, color="tab:red", lw=0.8, zorder=3, label="true modes (3 sigma)" if i == 0 else None))
 
 
 def _span(info: dict[str, Any], x: torch.Tensor | None = None) -> float:
@@ -144,7 +147,8 @@ def picture(x: torch.Tensor, info: dict[str, Any], rows: int, cols: int, title: 
         ax.legend(loc="upper right", fontsize=6)
         ax.set_xticks([])
         ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
+    width = fig.get_size_inches()[0]
+    ax.set_title("\n".join(textwrap.wrap(title, max(30, int(width * 13)))), fontsize=8)
     fig.tight_layout()
     return _save(fig, out)
 
@@ -234,8 +238,11 @@ def _latent_picture(model: Model, var: str, root: str, dim: int | None, traverse
     else:
         cols = COLS
         rows = max(1, min(16, n // cols))
-    base = model.trace("p", None, rows)  # one draw of every root per row: what stays fixed
-    fixed = {r: base[r].repeat_interleave(cols, 0) for r in roots(graph)}
+    # What stays fixed: one draw of every root per row; a traversal of every dimension in turn
+    # shares one draw across its rows, so that rows differ only in the dimension they vary.
+    shared = traverse and not categorical and dim is None
+    base = model.trace("p", None, 1 if shared else rows)
+    fixed = {r: base[r].repeat_interleave(cols * rows if shared else cols, 0) for r in roots(graph)}
     batch = None
     if label is not None:  # a conditional model: every row drawn for one class in turn
         classes = graph.shape(label)[0]
