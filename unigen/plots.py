@@ -255,7 +255,10 @@ def _latent_picture(model: Model, var: str, root: str, dim: int | None, traverse
                 z[r] = values.to(z)
             else:
                 z[r, :, dims[r]] = values.to(z)
-        labels = [f"{root}={prior} values" if categorical else f"{root}[{dims[r]}]" for r in range(rows)]
+        if categorical or dim is not None:
+            labels = [f"draw {r}: {root} {'values' if categorical else f'[{dims[r]}]'}" for r in range(rows)]
+        else:
+            labels = [f"{root}[{dims[r]}]" for r in range(rows)]
         what = f"`{root}` {'through each of its values' if categorical else f'from {float(values[0]):g} to {float(values[-1]):g}'} along each row"
     else:
         other = model.trace("p", None, rows)[root].reshape(rows, 1, size)
