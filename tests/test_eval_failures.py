@@ -5,6 +5,7 @@ plugin) in summary.json and on stderr, and the command exits non-zero with R005.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,12 @@ def test_failing_sample_drawing_keeps_the_run(tmp_path: Path, monkeypatch, regis
 def test_healthy_run_has_no_errors(tmp_path: Path, registry):
     run = train_run(VAE, SMALL, out=str(tmp_path / "run"), steps=4, device="cpu", registry=registry, quiet=True)
     assert json.loads((run / "summary.json").read_text())["errors"] == []
+
+
+def test_evaluate_command_reports_a_failing_metric_beside_the_others(tmp_path: Path, registry):
+    from unigen.evaluate import evaluate_run
+
+    run = train_run(VAE, SMALL, out=str(tmp_path / "run"), steps=4, device="cpu", registry=registry, quiet=True)
+    result = evaluate_run(run, names=None, registry=load_registry(extra=[BrokenPlugin()]))
+    assert result["errors"] == ["metric `broken` failed: ZeroDivisionError: metric bug"]
+    assert math.isfinite(result["metrics"]["test_nelbo"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .best import BestKeeper
 from .errors import UnigenError
 from .program import Program, compile_program
 from .registry import Registry, default_registry
@@ -208,6 +209,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     else:
         log.info("run %s on %s", run, trainer.device)
     metrics = MetricsLog.resume(run / "metrics.csv", first) if reuse else MetricsLog(run / "metrics.csv")
+    keeper = BestKeeper(tr.best.metric, tr.best.mode, warn, plan.state.get("best") if plan is not None and plan.state is not None else None) if tr.best else None
     sample_var = trainer.model.sampled_variable()
     progress = Progress(tr.steps, log.info, quiet=quiet, first=first)
     offset = float(plan.state.get("train_seconds", metrics.last_time())) if plan is not None and plan.state is not None else 0.0
@@ -244,6 +246,8 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     def checkpoint(state: dict[str, Any] | None = None) -> Path:
         state = dict(state if state is not None else trainer.state_dict())
         state.update(spec_digest=digest, spec_identity=identity, train_seconds=round(time.perf_counter() - start, 3))
+        if keeper is not None:
+            state["best"] = keeper.state()
         return save_checkpoint(run, state)
 
     def skipped(event: dict[str, Any]) -> None:
@@ -293,7 +297,11 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                     losses = trainer.losses()
                     row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
                     if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
-                        row.update(evaluate())
+                        evaluated = evaluate()
+                        row.update(evaluated)
+                        if keeper is not None and keeper.improves(s, evaluated):
+                            keeper.mark(run, checkpoint())
+                            saved = s
                     metrics.add(row)
                     progress.update(s, losses)
                     for found in trainer.check_health():
@@ -323,6 +331,8 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     elapsed = time.perf_counter() - start
     samples(f"step_{trainer.step_count:08d}")
     final = evaluate()
+    if keeper is not None and keeper.improves(trainer.step_count, final):
+        keeper.mark(run, checkpoint())
     metrics.add({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
     summary = {
         "name": spec.name,
@@ -335,6 +345,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
         "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": first},
         "warnings": trainer.health_warnings,
+        "best": keeper.state() if keeper is not None else None,
         "errors": list(trainer.metric_errors.values()) + (["drawing samples failed (see train.log)"] if "samples" in problems else []),
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))

@@ -299,7 +299,7 @@ class Trainer:
                 if entry.name in self.metric_errors:
                     continue  # failed once: not tried again in this run
                 try:
-                    if wanted is None and not entry.obj.applies(self.model):
+                    if wanted is None and (not getattr(entry.obj, "during_training", True) or not entry.obj.applies(self.model)):
                         continue
                     out.update(entry.obj.compute(self.model))
                 except UnigenError:
