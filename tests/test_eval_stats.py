@@ -93,6 +93,8 @@ def test_stats_matched_accuracy_finds_the_best_assignment():
     counts.index_put_((noisy_codes, noisy_labels), torch.ones(300, dtype=torch.long), accumulate=True)
     assert stats.matched_accuracy(noisy_codes, noisy_labels) == pytest.approx(stats._brute_force(counts) / 300)
     assert stats.matched_accuracy(torch.zeros(50, dtype=torch.long), torch.arange(50) % 2) == 0.5
+    ten = torch.diag(torch.arange(1, 11)) + 0  # 10 values: the greedy fallback finds the diagonal
+    assert stats._brute_force(ten[torch.randperm(10, generator=gen)]) == 55
 
 
 def ring() -> torch.Tensor:

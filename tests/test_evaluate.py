@@ -114,6 +114,12 @@ def test_best_checkpoint_is_the_lowest_evaluated_metric(cli, runs):
     assert evaluate_json(cli, run, "--checkpoint", "best", "--metric", "elbo")["step"] == int(best_row["step"])
 
 
+def test_offline_metrics_run_in_training_only_when_named(runs, registry, tmp_path):
+    assert not {"iwae_nll", "fid"} & set(json.loads((runs["vae"] / "summary.json").read_text())["metrics"])
+    run = train_run(ROOT / "specs" / "vae-digits.yaml", ["metrics=[iwae]", "train.log_every=2"], out=str(tmp_path / "named"), steps=2, device="cpu", registry=registry, quiet=True)
+    assert set(json.loads((run / "summary.json").read_text())["metrics"]) == {"iwae_nll", "iwae_nelbo", "iwae_k", "iwae_examples"}
+
+
 def test_best_keeper_min_max_and_missing_metric():
     warnings: list[str] = []
     low = BestKeeper("loss", "min", warnings.append)

@@ -111,9 +111,19 @@ def matched_accuracy(codes: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _brute_force(counts: torch.Tensor) -> float:
+    """The best assignment by trying every permutation (up to 8 values), else greedily: the
+    largest remaining count first. Greedy can miss the optimum, so it is a lower bound; scipy,
+    which scikit-learn installs, makes this path a fallback only."""
     k, l_ = counts.shape
     if max(k, l_) > 8:
-        raise RuntimeError("matching more than 8 codes needs scipy.optimize.linear_sum_assignment")
+        left, total = counts.clone(), 0
+        for _ in range(min(k, l_)):
+            flat = int(left.argmax())
+            r, c = divmod(flat, l_)
+            total += int(left[r, c])
+            left[r, :] = -1
+            left[:, c] = -1
+        return float(total)
     size = max(k, l_)
     padded = torch.zeros(size, size, dtype=torch.long)
     padded[:k, :l_] = counts
