@@ -182,9 +182,9 @@ def wrap(net: nn.Module, device: torch.device) -> nn.Module:
     """A network's DDP wrapper. Buffers are not broadcast at each forward: a discriminator
     called twice in one phase (real, then fake) would see its batch-norm statistics rewritten
     between the two calls, under autograd; `sync_buffers` copies rank 0's after each step."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
     # Newer torch names the option `forward_sync_buffers` (and warns on the old name).

@@ -49,6 +49,12 @@ CODES: dict[str, str] = {
     "R003": "training stopped by a signal (SIGINT/SIGTERM); a checkpoint was saved",
     "R004": "a term failed inside a training step",
     "C001": "checkpoint cannot be used",
+    "X001": "batch size does not split evenly over the processes",
+    "X002": "a training process failed",
+    "X003": "network copies differ between processes",
+    "X004": "bad distributed launch (--nproc-per-node, RANK/WORLD_SIZE, GPUs per node)",
+    "X005": "precision not supported on this device",
+    "X006": "SyncBatchNorm without CUDA",
 }
 
 
