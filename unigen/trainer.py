@@ -68,6 +68,7 @@ class PhaseRunner:
     params: list[torch.nn.Parameter]
     last: dict[str, torch.Tensor] = field(default_factory=dict)  # term label -> last value (detached)
     scaler: Any = None  # fp16: the phase's gradient scaler
+    index: int = 0  # its place in the program
 
 
 class Trainer:
@@ -99,7 +100,7 @@ class Trainer:
                 optimizer = make(params, **plan.optim_options)
             except Exception as exc:  # validation builds each optimizer once; this is the backstop
                 raise UnigenError.one("G016", f"the optimizer `{plan.optim}` of phase `{plan.name}` cannot be built: {type(exc).__name__}: {exc}.", ("phases", i, "optim"), "fix its options.") from exc
-            self.runners.append(PhaseRunner(plan, optimizer, params, scaler=self.execution.scaler()))
+            self.runners.append(PhaseRunner(plan, optimizer, params, scaler=self.execution.scaler(), index=i))
         self.step_count = 0
         self._frozen_for: PhaseRunner | None = None
         # Non-finite losses. Where reading a loss costs nothing (one process on the CPU) or the
@@ -134,7 +135,7 @@ class Trainer:
             p.requires_grad_(True)
 
     def run_phase(self, runner: PhaseRunner) -> None:
-        self.execution.enter(self.runners.index(runner))
+        self.execution.enter(runner.index)
         try:
             self._run_phase(runner)
         finally:
