@@ -50,7 +50,7 @@ def cmd_show_config(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .run import train_run
 
-    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume)
+    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node)
     summary = json.loads((run / "summary.json").read_text())
     print(f"run written to {run}")
     for k, v in summary["metrics"].items():
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--nproc-per-node", type=int, metavar="N", help="train on N local processes with torch.distributed (gloo on the CPU, NCCL with one GPU each); under torchrun leave it out")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
     s = sub.add_parser("schema", help="print the JSON Schema of spec files")
     s.set_defaults(func=cmd_schema)

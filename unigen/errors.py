@@ -56,6 +56,12 @@ CODES: dict[str, str] = {
     "E004": "bad sampling request (nothing to sample, bad `--traverse`/`--interpolate`, output not writable)",
     "E005": "metrics.csv missing, empty or unreadable",
     "E006": "`train.best.metric` not among the evaluated metrics (a warning)",
+    "X001": "batch size does not split evenly over the processes",
+    "X002": "a training process failed",
+    "X003": "network copies differ between processes",
+    "X004": "bad distributed launch (--nproc-per-node, RANK/WORLD_SIZE, GPUs per node)",
+    "X005": "precision not supported on this device",
+    "X006": "SyncBatchNorm without CUDA",
 }
 
 
