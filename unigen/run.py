@@ -298,6 +298,8 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
             while trainer.step_count < tr.steps and not (halted if trainer.world.active else stop.signum is not None):
                 try:
                     trainer.step()
+                    if stop.signum is not None or (tr.sample_every and trainer.step_count % tr.sample_every == 0):
+                        trainer.check_pending()  # flags a GPU keeps on the device, read before a checkpoint or samples
                 except UnigenError as exc:
                     if good is not None and any(d.code == "R004" for d in exc.diagnostics):
                         path = checkpoint(good)

@@ -105,12 +105,17 @@ class Trainer:
         self._frozen_for: PhaseRunner | None = None
         # Non-finite losses. Where reading a loss costs nothing (one process on the CPU) or the
         # policy must know before `optimizer.step` (`skip`), each phase loss is read at once
-        # (agreed between processes). Elsewhere (a GPU, several processes) the finiteness flags
-        # of a step's phases stay on the device and are read together, once, at the end of the
-        # step: its one host synchronisation (one allreduce between processes).
+        # (agreed between processes). Several processes read the finiteness flags of a step's
+        # phases together at its end (one allreduce). One process on a GPU keeps them on the
+        # device and reads them at the steps where a good state may be taken (logged steps,
+        # checkpoints, the last step) or when `check_pending` is called: no host
+        # synchronisation inside a step. `raise` and `rollback` return to the last good state
+        # either way, so reading late changes nothing but the steps spent past a bad one.
         self.on_nonfinite = spec.train.on_nonfinite
         self.check_each_phase = (self.device.type == "cpu" and not world.active) or self.on_nonfinite == "skip"
+        self.defer_checks = not self.check_each_phase and not world.active
         self._flags: list[tuple[PhaseRunner, torch.Tensor]] = []
+        self._pending: list[tuple[int, PhaseRunner, torch.Tensor, dict[str, torch.Tensor]]] = []
         self._check_at = [spec.train.log_every] + ([spec.train.checkpoint_every] if spec.train.checkpoint_every else [])
         self._final = spec.train.steps
         self.nonfinite: dict[str, int] = {"skipped": 0, "rolled_back": 0}
@@ -175,6 +180,8 @@ class Trainer:
                 if not finite:
                     self._nonfinite(runner, loss)  # raises NonFiniteLoss unless the policy is `skip`
                     continue  # skipped: no backward, no optimizer step
+            elif self.defer_checks:
+                self._pending.append((self.step_count + 1, runner, torch.isfinite(loss.detach()), dict(runner.last)))
             else:
                 self._flags.append((runner, torch.isfinite(loss.detach())))
             runner.optimizer.zero_grad(set_to_none=True)
@@ -230,8 +237,23 @@ class Trainer:
                 runner = next(r for (r, _), f in zip(flags, ok.tolist()) if not f)
                 raise NonFiniteLoss(self._event(runner, None))
         self.step_count += 1
-        if self.world.active and (self.step_count == self._final or any(self.step_count % k == 0 for k in self._check_at)):
+        due = self.step_count == self._final or any(self.step_count % k == 0 for k in self._check_at)
+        if due and self._pending:
+            self.check_pending()
+        if self.world.active and due:
             distributed.check_in_step(self.world, {n: self.model.nets[n] for n in self.execution.wrapped}, self.step_count)
+
+    def check_pending(self) -> None:
+        """Read the finiteness flags kept on the device since the last read (one host
+        synchronisation); raise `NonFiniteLoss` for the first phase loss that was not finite."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        ok = torch.stack([f for _, _, f, _ in pending]).tolist()
+        for (step, runner, _, last), fine in zip(pending, ok):
+            if not fine:
+                terms = [(label, float(v)) for label, v in last.items() if not math.isfinite(float(v))]
+                raise NonFiniteLoss({"step": step, "phase": runner.plan.name, "terms": terms, "loss": None})
 
     def _event(self, runner: PhaseRunner, loss: torch.Tensor | None) -> dict[str, Any]:
         terms = [(label, float(v)) for label, v in runner.last.items() if not math.isfinite(float(v))]
@@ -403,6 +425,7 @@ class Trainer:
         self._streaks = {str(k): int(v) for k, v in (health.get("streaks") or {}).items()}
         self.health_warnings = [dict(w) for w in health.get("warnings") or []]
         self._flags = []
+        self._pending = []
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the state, in memory: what `rollback` returns to."""
@@ -419,6 +442,7 @@ class Trainer:
             r.optimizer.load_state_dict(optimizers[r.plan.name])
             r.last.clear()
         self._flags = []
+        self._pending = []
         self.nonfinite["rolled_back"] += 1
 
 
