@@ -104,6 +104,7 @@ class Dist(ABC):
     can_be_prior = False
     can_be_edge = True
     constant_prior = True  # the prior has no parameters that change: it is built once per batch size
+    enumerable = False  # discrete with a support that can be listed: a partially observed variable can be summed out
     Options: type[BaseModel] | None = None
     doc = ""
 

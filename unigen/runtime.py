@@ -28,6 +28,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def mask_key(var: str) -> str:
+    """The batch key of a partially observed variable's mask (1: the row observes it)."""
+    return f"{var}.mask"
+
+
+def observed_rows(batch: dict[str, torch.Tensor], var: str, n: int) -> torch.Tensor | None:
+    """A boolean per row: does the row observe `var`? None when every row does."""
+    mask = batch.get(mask_key(var))
+    return None if mask is None else mask.reshape(n, -1)[:, 0] > 0.5
+
+
 class Batches:
     """Shuffled epochs over tensors that already live on the device."""
 
@@ -83,6 +94,8 @@ class Model(nn.Module):
             dataset.info,
         )
         self.fields = {v: graph.data_field(v) for v, var in spec.variables.items() if var.observed}
+        # Batches carry, beside each observed variable, the mask of a partially observed one.
+        self.batch_fields = {**self.fields, **{mask_key(v): var.mask for v, var in spec.variables.items() if var.observed and var.mask}}
         # How each trace produces each variable, resolved once: the hot path only looks up.
         self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
             "p": {v: (graph.p_source(v), graph.into(v, "generative")) for v in spec.variables},
@@ -105,7 +118,8 @@ class Model(nn.Module):
         return Trace(self, side, batch, n)
 
     def observed_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {v: batch[f] for v, f in self.fields.items() if f in batch}
+        """The observed variables (and masks) of a split's fields, keyed as a batch is."""
+        return {v: batch[f] for v, f in self.batch_fields.items() if f in batch}
 
     def sampled_variable(self) -> str | None:
         """The observed variable samples show: the first one the p-trace generates."""
@@ -294,6 +308,7 @@ def load_dataset(program: Program, registry: Registry) -> Dataset:
         raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {_exc_text(exc)}.", ("data",), "check the dataset's options; if they are right, report it to the dataset plugin's authors.") from exc
     declared = program.option("data", "fields") or {}
     fields = [program.graph.data_field(v) for v, var in spec.variables.items() if var.observed]
+    fields += [var.mask for var in spec.variables.values() if var.observed and var.mask]
     check_dataset(name, dataset, {f: declared.get(f) for f in fields})
     return dataset
 

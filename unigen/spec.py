@@ -47,6 +47,7 @@ class Variable(_Strict):
     shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
     prior: str | None = Field(None, description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`")
     data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
+    mask: str | None = Field(None, description="data field that marks the rows observing this variable (1) and those hiding it (0): a partially observed variable, e.g. labels given for some rows only")
 
 
 class Network(_Open):

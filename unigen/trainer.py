@@ -85,7 +85,7 @@ class Trainer:
         self.model = Model(program, registry, self.device)
         if world.rank:  # networks are built alike on every rank; noise differs from here on
             torch.manual_seed(world.noise_seed(spec.train.seed))
-        train = {v: self.model.dataset.train[f] for v, f in self.model.fields.items()}
+        train = {k: self.model.dataset.train[f] for k, f in self.model.batch_fields.items()}
         self.batches = Batches(train, spec.train.batch_size, self.generator, (world.rank, world.size)) if train else None
         self.all_params = [p for n, net in self.model.nets.items() if spec.networks[n].trainable for p in net.parameters()]
         for n, net in self.model.nets.items():
