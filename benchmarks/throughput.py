@@ -17,7 +17,7 @@ fp32). Variants:
 
 Samples/s is the global batch size times steps per second; each figure is the median over
 interleaved timed blocks after an untimed warm-up (which also pays torch.compile's
-compilation). Results go to stdout and benchmarks/results/throughput.md.
+compilation). Results go to stdout and benchmarks/results/throughput-<device>.md.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from unigen.run import compile_file  # noqa: E402
 from unigen.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "throughput.md"
+RESULTS = ROOT / "benchmarks" / "results"  # throughput-<device>.md
 SPECS = {"vae-digits": ROOT / "specs" / "vae-digits.yaml", "gan-ring": ROOT / "specs" / "gan-ring.yaml"}
 VARIANTS = ("fp32", "bf16", "compiled")
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed blocks per loop (default 7; 3 with --quick)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20; 3 with --quick)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/throughput-<device>.md")
     args = ap.parse_args(argv)
     steps = args.steps or (5 if args.quick else 30)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -146,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 u, p, ratio, note = measure(name, variant, args.device, steps, repeats, warmup)
             except Exception as exc:  # a variant the device or torch cannot run is reported, not fatal
-                rows.append(f"| {name} | {variant} | – | – | – | – | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} |")
+                cause = exc.__cause__ or exc
+                first = (str(cause).strip().splitlines() or [""])[0][:160].replace("|", "/")
+                rows.append(f"| {name} | {variant} | – | – | – | – | failed: {type(cause).__name__}: {first} |")
+                print(f"{name} {variant} failed:", file=sys.stderr)
+                traceback.print_exception(cause, file=sys.stderr)
                 continue
             if variant == "fp32":
                 base = u
@@ -164,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print()
     print(setup)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(f"# Training throughput: unigen vs a plain PyTorch loop\n\n`{command}`\n\n{table}\n\n{setup}.\n", encoding="utf-8")
+    out = args.out or RESULTS / f"throughput-{args.device}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# Training throughput: unigen vs a plain PyTorch loop\n\n`{command}`\n\n{table}\n\n{setup}.\n", encoding="utf-8")
     return 0
 
 
