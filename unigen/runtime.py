@@ -42,11 +42,13 @@ def observed_rows(batch: dict[str, torch.Tensor], var: str, n: int) -> torch.Ten
 class Batches:
     """Shuffled epochs over tensors that already live on the device."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator) -> None:
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> None:
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
         self.batch_size = min(batch_size, self.n)
         self.generator = generator
+        # (rank, processes): every process draws the same global batch and keeps its slice.
+        self.shard = shard
         self._order = torch.empty(0, dtype=torch.long)
         self._pos = self.n
 
@@ -56,6 +58,9 @@ class Batches:
             self._pos = 0
         idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
+        rank, size = self.shard
+        if size > 1:
+            idx = idx.tensor_split(size)[rank]
         return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
 
     def state_dict(self) -> dict[str, Any]:
@@ -75,6 +80,9 @@ class Model(nn.Module):
         spec, graph = program.spec, program.graph
         self.nets = nn.ModuleDict(build_networks(program, registry, device))
         self.to(device)
+        # What traces and terms call for each network: the plain modules, or during a training
+        # step what the trainer's execution chose (compiled, wrapped for several processes).
+        self.calls: dict[str, Any] = dict(self.nets.items())
         self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
         self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
         self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}
@@ -175,7 +183,7 @@ class Trace:
         dist = self.conds.get(edge.name)
         if dist is None:
             kind, options, event_dims = self.model.edge_dist[edge.name]
-            out = self.model.nets[edge.net](*[self[p] for p in edge.parents])
+            out = self.model.calls[edge.net](*[self[p] for p in edge.parents])
             dist = self.conds[edge.name] = kind.make(out, event_dims, options)
         return dist
 
@@ -203,8 +211,8 @@ class StepContext:
     def q(self) -> Trace:
         return self.trace("q")
 
-    def net(self, name: str) -> nn.Module:
-        return self.model.nets[name]
+    def net(self, name: str) -> Any:
+        return self.model.calls[name]
 
 
 def memory_bytes(device: torch.device) -> int | None:

@@ -13,6 +13,7 @@ from typing import Any
 from unigen import hookimpl
 
 from .aa import AAELBO
+from .iwae import IWAEBound
 from .terms import ELBO, HeldOutELBO, VAEFamily
 
 
@@ -30,3 +31,4 @@ def unigen_register_families(register: Any) -> None:
 @hookimpl
 def unigen_register_metrics(register: Any) -> None:
     register("elbo", HeldOutELBO())
+    register("iwae", IWAEBound())
