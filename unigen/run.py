@@ -15,11 +15,14 @@ from typing import Any
 
 import yaml
 
+from . import distributed
+from .best import BestKeeper
 from .errors import UnigenError
 from .program import Program, compile_program
 from .registry import Registry, default_registry
 from .rundir import (
     atomic_write,
+    checkpoint_name,
     dump_yaml,
     env_info,
     load_checkpoint,
@@ -146,10 +149,20 @@ def train_run(
     registry: Registry | None = None,
     quiet: bool = False,
     resume: str | None = None,
+    nproc_per_node: int | None = None,
     track: list[str] | None = None,
 ) -> Path:
     """Compile and train a spec into a run directory. With `resume` (`auto`, a checkpoint file
-    or a run directory), continue a run from a checkpoint instead of starting one."""
+    or a run directory), continue a run from a checkpoint instead of starting one. With
+    `nproc_per_node` N > 1, train on N local processes (unigen/distributed.py); under
+    `torchrun` this process is one of the run's ranks, read from the environment."""
+    if nproc_per_node is not None and nproc_per_node != 1:
+        if nproc_per_node < 1:
+            raise UnigenError.one("X004", f"`--nproc-per-node {nproc_per_node}`: expected a number of processes of at least 1.", (), "use `--nproc-per-node 2` or more to train on several processes.")
+        if distributed.env_world() is not None:
+            raise UnigenError.one("X004", "`--nproc-per-node` starts its own processes, but this one already runs under `torchrun` (RANK and WORLD_SIZE are set).", (), "leave `--nproc-per-node` out under torchrun (`torchrun --nproc-per-node N` sets it).")
+        kwargs = dict(spec_path=spec_path, overrides=overrides, out=out, steps=steps, device=device, quiet=quiet, resume=resume, track=track)
+        return distributed.launch(nproc_per_node, kwargs)  # type: ignore[no-any-return]
     registry = registry or default_registry()
     user_overrides = list(overrides or [])
     overrides = list(user_overrides)
@@ -160,25 +173,40 @@ def train_run(
     compiled = compile_file(spec_path, overrides, registry)
     trackers = select_trackers(registry, track)  # a missing tracker package stops the run before it starts
     program = compiled.program
+    world, owned = distributed.start(program.spec.train.device)
+    try:
+        return _run(compiled, world, registry, user_overrides, spec_path, out, steps, device, quiet, resume, trackers)
+    finally:
+        distributed.stop(owned)
+
+
+def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_overrides: list[str], spec_path: str | Path, out: str | None, steps: int | None, device: str | None, quiet: bool, resume: str | None, trackers: Trackers) -> Path:
+    program = compiled.program
     spec = program.spec
     tr = spec.train
     identity = spec_identity(compiled.resolved)
     digest = spec_digest(compiled.resolved)
-    plan = find_resume(resume, out) if resume else None
-    if plan is not None and plan.state is not None:
-        assert plan.path is not None
-        check_fits(plan.state, plan.path, identity, digest, tr.steps)
-    trainer = Trainer(program, registry)  # data and networks before any file is written
+
+    def find() -> Resume | None:
+        plan = find_resume(resume, out) if resume else None
+        if plan is not None and plan.state is not None:
+            assert plan.path is not None
+            check_fits(plan.state, plan.path, identity, digest, tr.steps)
+        return plan
+
+    plan = world.from_main(find)  # rank 0 reads the checkpoint; every rank loads it
+    trainer = Trainer(program, registry, world=world)  # data and networks before any file is written
     if plan is not None and plan.state is not None:
         try:
             trainer.load_state_dict(plan.state)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise UnigenError.one("C001", f"checkpoint `{plan.path}` does not fit this spec's networks or optimizers: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.", (), "resume with the spec the run was started with.", exit_code=1) from None
     reuse = plan is not None and plan.reuse
-    run = make_run_dir(spec.name, plan.run if plan else out, reuse=reuse)
-    log = _logger(run, quiet)
+    # Only rank 0 writes: the run directory, its log, metrics, samples and checkpoints.
+    run = world.from_main(lambda: make_run_dir(spec.name, plan.run if plan else out, reuse=reuse))
+    log = _logger(run, quiet) if world.main else _null_logger()
     try:
-        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet, _resume_command(spec_path, user_overrides, steps, device, run), trackers)
+        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet or not world.main, _resume_command(spec_path, user_overrides, steps, device, run), trackers)
     finally:
         _close(log)
 
@@ -188,12 +216,14 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     spec = program.spec
     tr = spec.train
     reuse = plan is not None and plan.reuse
+    writes = trainer.world.main
 
     def warn(text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr)
+        if writes:
+            print(f"warning: {text}", file=sys.stderr)
         log.warning("warning: %s", text)
 
-    if not reuse:
+    if writes and not reuse:
         atomic_write(run / "spec.yaml", Path(compiled.path).read_text(encoding="utf-8"))
         atomic_write(run / "spec.resolved.yaml", dump_yaml(compiled.resolved))
         atomic_write(run / "program.txt", str(program))
@@ -209,9 +239,12 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         log.info("run %s on %s (nothing to resume there: a new run)", run, trainer.device)
     else:
         log.info("run %s on %s", run, trainer.device)
+    if not writes:  # only rank 0 reports
+        trackers = Trackers()
     trackers.warn = warn
     trackers.on_start(RunStart(run, spec.name, compiled.resolved, first, reuse))  # metrics.csv is the `csv` tracker
     csv = trackers.get("csv")
+    keeper = BestKeeper(tr.best.metric, tr.best.mode, warn, plan.state.get("best") if plan is not None and plan.state is not None else None) if tr.best else None
     sample_var = trainer.model.sampled_variable()
     progress = Progress(tr.steps, log.info, quiet=quiet, first=first)
     offset = float(plan.state.get("train_seconds", csv.last_time() if csv is not None else 0.0)) if plan is not None and plan.state is not None else 0.0
@@ -221,23 +254,42 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         # Conditional models draw their conditioning values from one fixed test batch.
         fixed_batch = {k: v[: 64] for k, v in trainer.model.dataset.test.items()}
 
+    problems: list[str] = []  # failures after training that cost no trained state (R005)
+
     def samples(tag: str) -> None:
-        if sample_var is None:
+        if sample_var is None or not writes or "samples" in problems:
             return
-        with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
-            x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
-        save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
+        try:
+            with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
+                x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
+            save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
+        except (UnigenError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            problems.append("samples")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            warn(f"drawing samples of `{sample_var}` failed ({type(exc).__name__}: {first}); training goes on without sample pictures.")
+
+    def evaluate() -> dict[str, float]:
+        known = set(trainer.metric_errors)
+        values = trainer.evaluate()
+        for name, text in trainer.metric_errors.items():
+            if name not in known:
+                warn(text + "; the run goes on without it.")
+        return values
 
     def checkpoint(state: dict[str, Any] | None = None) -> Path:
         state = dict(state if state is not None else trainer.state_dict())
         state.update(spec_digest=digest, spec_identity=identity, train_seconds=round(time.perf_counter() - start, 3))
-        return save_checkpoint(run, state)
+        if keeper is not None:
+            state["best"] = keeper.state()
+        return save_checkpoint(run, state) if writes else run / "checkpoints" / checkpoint_name(state["step"])
 
     def skipped(event: dict[str, Any]) -> None:
         n = trainer.nonfinite["skipped"]
         text = f"{describe_nonfinite(event)}; its update is skipped (train.on_nonfinite: skip)."
         log.warning("warning: %s", text)
-        if n <= 10:
+        if n <= 10 and writes:
             print(f"warning: {text}" + (" Further ones go to train.log only." if n == 10 else ""), file=sys.stderr)
 
     trainer.on_skip = skipped
@@ -247,9 +299,13 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     saved = -1  # the step of the newest checkpoint on disk
     with _Stop() as stop:
         try:
-            while trainer.step_count < tr.steps and stop.signum is None:
+            # Several processes stop together, where they agree on it (at logged steps).
+            halted = False
+            while trainer.step_count < tr.steps and not (halted if trainer.world.active else stop.signum is not None):
                 try:
                     trainer.step()
+                    if stop.signum is not None or (tr.sample_every and trainer.step_count % tr.sample_every == 0):
+                        trainer.check_pending()  # flags a GPU keeps on the device, read before a checkpoint or samples
                 except UnigenError as exc:
                     if good is not None and any(d.code == "R004" for d in exc.diagnostics):
                         path = checkpoint(good)
@@ -277,15 +333,21 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                 s = trainer.step_count
                 fresh = False
                 if s % tr.log_every == 0 or s == tr.steps:
-                    losses = trainer.losses()
-                    row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
-                    if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
-                        row.update(trainer.evaluate())
-                    trackers.on_metrics(row)
-                    progress.update(s, losses)
-                    for found in trainer.check_health():
-                        warn(found["message"])
+                    if writes:
+                        losses = trainer.losses()
+                        row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
+                        if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
+                            evaluated = evaluate()
+                            row.update(evaluated)
+                            if keeper is not None and keeper.improves(s, evaluated):
+                                keeper.mark(run, checkpoint())
+                                saved = s
+                        trackers.on_metrics(row)
+                        progress.update(s, losses)
+                        for found in trainer.check_health():
+                            warn(found["message"])
                     fresh = True
+                    halted = distributed.agree_stop(trainer.world, stop, trainer.device)
                 if tr.sample_every and s % tr.sample_every == 0 and s != tr.steps:
                     samples(f"step_{s:08d}")
                 if tr.checkpoint_every and s % tr.checkpoint_every == 0 and s != tr.steps:
@@ -308,8 +370,12 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                 exit_code=128 + stop.signum,
             )
     elapsed = time.perf_counter() - start
+    if not writes:
+        return run
     samples(f"step_{trainer.step_count:08d}")
-    final = trainer.evaluate()
+    final = evaluate()
+    if keeper is not None and keeper.improves(trainer.step_count, final):
+        keeper.mark(run, checkpoint())
     trackers.on_metrics({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
     summary = {
         "name": spec.name,
@@ -317,15 +383,26 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "train_seconds": round(elapsed, 3),
         "seconds_per_step": round(elapsed / max(trainer.step_count, 1), 6),
         "device": str(trainer.device),
+        "processes": trainer.world.size,
         "final_losses": trainer.losses(),
         "metrics": final,
         "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
         "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": first},
         "warnings": trainer.health_warnings,
+        "best": keeper.state() if keeper is not None else None,
+        "errors": list(trainer.metric_errors.values()) + (["drawing samples failed (see train.log)"] if "samples" in problems else []),
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
     trackers.on_end(summary)
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
+    if summary["errors"]:
+        raise UnigenError.one(
+            "R005",
+            f"training finished and was saved in `{run}`, but the evaluation after it failed: " + "; ".join(summary["errors"]) + ".",
+            (),
+            "the trained checkpoint and summary.json are kept; fix or update the named plugin, or leave the metric out with `metrics: [...]` in the spec.",
+            exit_code=1,
+        )
     return run
 
 
@@ -356,6 +433,14 @@ def _logger(run: Path, quiet: bool) -> logging.Logger:
     fh = logging.FileHandler(run / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(fh)
+    return log
+
+
+def _null_logger() -> logging.Logger:
+    log = logging.getLogger("unigen.run.rank")
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
     return log
 
 

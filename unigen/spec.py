@@ -47,6 +47,7 @@ class Variable(_Strict):
     shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
     prior: str | None = Field(None, description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`")
     data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
+    mask: str | None = Field(None, description="data field that marks the rows observing this variable (1) and those hiding it (0): a partially observed variable, e.g. labels given for some rows only")
 
 
 class Network(_Open):
@@ -115,6 +116,11 @@ class Phase(_Strict):
         return out
 
 
+class Best(_Strict):
+    metric: str = Field(description="a metric as metrics.csv and summary.json name it, e.g. `test_nelbo`")
+    mode: Literal["min", "max"] = Field("min", description="whether lower (`min`) or higher (`max`) is better")
+
+
 class Train(_Strict):
     steps: PositiveInt = Field(1000, description="training steps; each runs every phase due (times its `repeats`)")
     batch_size: Size = Field(128, description="samples per batch, of data and of the p-trace")
@@ -131,6 +137,13 @@ class Train(_Strict):
         "`skip` leaves that phase's update out and goes on; `rollback` restores the last good state and goes on",
     )
     optim: Optim = Field(default_factory=Optim, description="default optimizer of every phase")
+    best: Best | None = Field(None, description="keep the checkpoint with the best value of a metric, among the evaluations (`eval_every` and the end), as `checkpoints/best`")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the networks' forward passes: `bf16` autocasts to bfloat16 (CUDA and CPU); `fp16` autocasts to float16 with a gradient scaler per phase (CUDA only)",
+    )
+    compile: bool = Field(False, description="run every network through `torch.compile` (slow to warm up; pays off on long runs)")
+    sync_batchnorm: bool = Field(False, description="under torch.distributed, turn batch-norm layers into SyncBatchNorm so that they normalise over the global batch")
 
 
 class Spec(_Strict):

@@ -123,6 +123,7 @@ class DeterministicDist(Dist):
 class CategoricalDist(Dist):
     reparam = False
     can_be_prior = True
+    enumerable = True
     doc = "one-hot categorical over shape [K]; the network outputs logits; prior uniform"
 
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:

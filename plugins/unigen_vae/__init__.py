@@ -1,4 +1,5 @@
-"""The VAE family: the evidence lower bound as a term, a `vae` family and held-out ELBO.
+"""The VAE family: the evidence lower bound as a term, a `vae` family and held-out ELBO;
+`aa_elbo`, the adversary-activated VAE's term on generated samples.
 
 In the unifying view, the ELBO is the wake phase with reparameterisation: the q-trace
 (data through inference edges) is scored by the generative joint, and both theta and eta
@@ -11,12 +12,15 @@ from typing import Any
 
 from unigen import hookimpl
 
+from .aa import AAELBO
+from .iwae import IWAEBound
 from .terms import ELBO, HeldOutELBO, VAEFamily
 
 
 @hookimpl
 def unigen_register_terms(register: Any) -> None:
     register("elbo", ELBO())
+    register("aa_elbo", AAELBO())
 
 
 @hookimpl
@@ -27,3 +31,4 @@ def unigen_register_families(register: Any) -> None:
 @hookimpl
 def unigen_register_metrics(register: Any) -> None:
     register("elbo", HeldOutELBO())
+    register("iwae", IWAEBound())
