@@ -43,7 +43,8 @@ class DiagNormal(Distribution):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.loc.shape
-        return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return noise if self.standard else self.loc + self.scale * noise  # N(0, I): 0 + 1 * e is e
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
