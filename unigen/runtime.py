@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .ema import Averages
 from .errors import UnigenError
 from .graph import EdgeInfo
 from .kinds import Dataset
@@ -64,6 +65,7 @@ class Model(nn.Module):
         spec, graph = program.spec, program.graph
         self.nets = nn.ModuleDict(build_networks(program, registry, device))
         self.to(device)
+        self.averages = Averages(self.nets, {n: net.ema for n, net in spec.networks.items() if net.ema})
         self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
         self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
         self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}

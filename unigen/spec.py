@@ -52,6 +52,7 @@ class Variable(_Strict):
 class Network(_Open):
     arch: str = Field(description="registered architecture, e.g. `mlp`; its options sit beside it")
     trainable: bool = True
+    ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the parameters, e.g. 0.999; the average draws samples and is evaluated")
 
 
 class Edge(_Strict):

@@ -155,6 +155,8 @@ class Trainer:
             try:
                 loss.backward()
                 runner.optimizer.step()
+                if self.model.averages:
+                    self.model.averages.update(plan.update)
             except (UnigenError, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -290,7 +292,7 @@ class Trainer:
         out: dict[str, float] = {}
         wanted = names if names is not None else self.program.spec.metrics
         entries = self.registry.all("metrics")
-        with torch.no_grad(), self.fork_rng(self.program.spec.train.seed + 12345):
+        with torch.no_grad(), self.fork_rng(self.program.spec.train.seed + 12345), self.model.averages.swapped():
             # Evaluation noise is fixed and does not disturb training's random streams.
             for entry in entries:
                 if wanted is not None and entry.name not in wanted:
@@ -318,7 +320,7 @@ class Trainer:
         rng: dict[str, Any] = {"torch": torch.random.get_rng_state(), "generator": self.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
+        state = {
             "step": self.step_count,
             "nets": self.model.nets.state_dict(),
             "optimizers": {r.plan.name: r.optimizer.state_dict() for r in self.runners},
@@ -327,10 +329,15 @@ class Trainer:
             "nonfinite": dict(self.nonfinite),
             "health": {"streaks": dict(self._streaks), "warnings": [dict(w) for w in self.health_warnings]},
         }
+        if self.model.averages:
+            state["ema"] = self.model.averages.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = int(state["step"])
         self.model.nets.load_state_dict(state["nets"])
+        if self.model.averages:
+            self.model.averages.load_state_dict(state["ema"])
         for r in self.runners:
             r.optimizer.load_state_dict(state["optimizers"][r.plan.name])
             r.last.clear()
@@ -356,6 +363,8 @@ class Trainer:
         ones would only lead to the same non-finite loss)."""
         self.step_count = int(snapshot["step"])
         self.model.nets.load_state_dict(snapshot["nets"])  # copied into the parameters
+        if self.model.averages:
+            self.model.averages.load_state_dict(snapshot["ema"])
         optimizers = copy.deepcopy(snapshot["optimizers"])  # an optimizer keeps the tensors it loads
         for r in self.runners:
             r.optimizer.load_state_dict(optimizers[r.plan.name])

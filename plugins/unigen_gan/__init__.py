@@ -12,6 +12,7 @@ from typing import Any
 from unigen import hookimpl
 
 from . import objectives
+from .families import WGANFamily, WGANGPFamily
 from .terms import AdversarialD, AdversarialG, GANFamily
 
 
@@ -30,3 +31,5 @@ def unigen_register_objectives(register: Any) -> None:
 @hookimpl
 def unigen_register_families(register: Any) -> None:
     register("gan", GANFamily())
+    register("wgan", WGANFamily())
+    register("wgan_gp", WGANGPFamily())

@@ -64,11 +64,55 @@ class LeastSquares(Objective):
         return loss if real is None else loss + 0.5 * (real**2).mean()
 
 
+class WassersteinOptions(ObjectiveOptions):
+    clip: float | None = Field(0.01, gt=0, description="weight clipping: every parameter of the critic is kept in [-clip, clip] (Arjovsky et al. 2017); null: no clipping")
+
+
+class Wasserstein(Objective):
+    Options = WassersteinOptions
+    doc = "critic: D(f) - D(r) (Wasserstein-1 estimate, critic kept Lipschitz by weight clipping); G: -D(f) (WGAN, Arjovsky et al. 2017)"
+    d_loss_min = None  # unbounded below: a critic loss says nothing about collapse
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:
+        return fake.mean() - real.mean()
+
+    def g_loss(self, fake: torch.Tensor, options: Any, real: torch.Tensor | None = None) -> torch.Tensor:
+        loss = -fake.mean()
+        return loss if real is None else loss + real.mean()
+
+    def prepare(self, net: torch.nn.Module, options: Any) -> None:
+        # Clamping before every use of the critic equals clamping after each of its updates:
+        # the critic the generator sees is always the clipped one.
+        clip = getattr(options, "clip", None)
+        if clip:
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.clamp_(-clip, clip)
+
+
+class GradientPenaltyOptions(ObjectiveOptions):
+    gp: float = Field(10.0, ge=0, description="gradient-penalty weight lambda: lambda * E(||grad D(x_hat)||_2 - 1)^2 on random interpolates x_hat (Gulrajani et al. 2017)")
+
+
+class WassersteinGP(Wasserstein):
+    Options = GradientPenaltyOptions  # type: ignore[assignment]
+    doc = "WGAN-GP: critic D(f) - D(r) + lambda (||grad D(x_hat)|| - 1)^2 on x_hat = e r + (1 - e) f, e ~ U(0, 1); G: -D(f) (Gulrajani et al. 2017)"
+
+    def prepare(self, net: torch.nn.Module, options: Any) -> None:
+        return None
+
+    def d_penalty(self, net: torch.nn.Module, real: list[torch.Tensor], fake: list[torch.Tensor], options: Any) -> torch.Tensor | None:
+        lam = getattr(options, "gp", 0.0)
+        return gradient_penalty(net, real, fake, lam) if lam else None
+
+
 OBJECTIVES: dict[str, Objective] = {
     "nonsaturating": NonSaturating(),
     "minimax": Minimax(),
     "hinge": Hinge(),
     "least_squares": LeastSquares(),
+    "wasserstein": Wasserstein(),
+    "wgan_gp": WassersteinGP(),
 }
 
 
@@ -78,3 +122,17 @@ def r1_penalty(real_logits: torch.Tensor, real: list[torch.Tensor], gamma: float
     grads = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     sq = sum(g.flatten(1).pow(2).sum(1) for g in grads)
     return 0.5 * gamma * sq.mean()
+
+
+def gradient_penalty(net: torch.nn.Module, real: list[torch.Tensor], fake: list[torch.Tensor], lam: float) -> torch.Tensor:
+    """lam * E(||grad_x D(x_hat)||_2 - 1)^2 at x_hat = e * real + (1 - e) * fake, one e ~ U(0, 1)
+    per sample shared by every variable of the side; the norm runs over all of them together."""
+    n = real[0].shape[0]
+    e = torch.rand(n, device=real[0].device, dtype=real[0].dtype)
+    mixed = []
+    for r, f in zip(real, fake):
+        w = e.view(n, *([1] * (r.dim() - 1)))
+        mixed.append((w * r.detach() + (1 - w) * f.detach()).requires_grad_(True))
+    grads = torch.autograd.grad(net(*mixed).sum(), mixed, create_graph=True)
+    norm = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads) + 1e-12)
+    return lam * (norm - 1).pow(2).mean()

@@ -41,13 +41,18 @@ class AdversarialD(Term):
         def loss(ctx: StepContext) -> torch.Tensor:
             d = ctx.net(net)
             objective, opts = ctx.model.objectives[e.name]
+            objective.prepare(d, opts)
             real = _side(ctx, e.real)
             gamma = getattr(opts, "r1", 0.0)
             if gamma:
                 # R1 differentiates D(real) with respect to the real inputs; one forward serves both.
                 real = [r.detach().requires_grad_(True) for r in real]
             real_logits = d(*real)
-            loss = objective.d_loss(real_logits, d(*_side(ctx, e.fake)), opts)
+            fake = _side(ctx, e.fake)
+            loss = objective.d_loss(real_logits, d(*fake), opts)
+            penalty = objective.d_penalty(d, real, fake, opts)
+            if penalty is not None:
+                loss = loss + penalty
             return loss + r1_penalty(real_logits, real, gamma) if gamma else loss
 
         traces = frozenset(t for t, _ in e.real + e.fake)
@@ -105,6 +110,7 @@ class AdversarialG(Term):
         def loss(ctx: StepContext) -> torch.Tensor:
             d = ctx.net(net)
             objective, opts = ctx.model.objectives[e.name]
+            objective.prepare(d, opts)
             real = d(*_side(ctx, e.real)) if real_moves else None
             return objective.g_loss(d(*_side(ctx, e.fake)), opts, real=real)
 
