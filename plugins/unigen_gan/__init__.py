@@ -13,6 +13,7 @@ from unigen import hookimpl
 
 from . import objectives
 from .families import WGANFamily, WGANGPFamily
+from .improved import FeatureMatching, HistoricalAverage
 from .terms import AdversarialD, AdversarialG, GANFamily
 
 
@@ -20,6 +21,8 @@ from .terms import AdversarialD, AdversarialG, GANFamily
 def unigen_register_terms(register: Any) -> None:
     register("adversarial.d", AdversarialD())
     register("adversarial.g", AdversarialG())
+    register("feature_matching", FeatureMatching())
+    register("historical_average", HistoricalAverage())
 
 
 @hookimpl

@@ -20,12 +20,18 @@ class ObjectiveOptions(Options):
     r1: float = Field(0.0, ge=0, description="R1 penalty weight gamma: adds gamma/2 * E||grad D(real)||^2 to the D-loss (Mescheder et al. 2018)")
 
 
+class LogLossOptions(ObjectiveOptions):
+    real_label: float = Field(1.0, gt=0, le=1, description="one-sided label smoothing: the discriminator's target on the real side, e.g. 0.9 (Salimans et al. 2016); the fake side keeps 0")
+
+
 class NonSaturating(Objective):
-    Options = ObjectiveOptions
+    Options = LogLossOptions
     doc = "D: -log D(r) - log(1 - D(f)); G: -log D(f) (Goodfellow et al. 2014, the practical form)"
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
+        a = getattr(options, "real_label", 1.0)
+        real_loss = F.softplus(-real).mean() if a == 1.0 else a * F.softplus(-real).mean() + (1 - a) * F.softplus(real).mean()
+        return real_loss + F.softplus(fake).mean()
 
     def g_loss(self, fake: torch.Tensor, options: Any, real: torch.Tensor | None = None) -> torch.Tensor:
         loss = F.softplus(-fake).mean()
