@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import ROOT
-from test_objectives import N, SEED, build, close, close_grads, hand_fake, ours
+from test_objectives import SEED, N, build, close, close_grads, hand_fake, ours
 
 from unigen.errors import UnigenError
 from unigen.run import compile_file

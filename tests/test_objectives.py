@@ -194,3 +194,27 @@ def test_wasserstein_families_default_to_five_critic_steps(registry, write_spec,
     # Critic steps per generator step are a phase option, as on any phase.
     program = compile_file(GAN, ["phases.discriminator.repeats=3"], registry).program
     assert [p.repeats for p in program.phases] == [3, 1]
+
+
+@pytest.mark.parametrize("objective", ["nonsaturating", "wgan_gp"])
+def test_pacgan_packing_judges_m_samples_jointly(registry, objective):
+    m = 4
+    program, model, x = build(registry, objective, [f"edges.1.options.pack={m}"])
+    assert "discriminator  mlp(hidden=[32, 32]): [8] -> [1]" in str(program)  # 4 samples of [2]
+    disc = model.nets["discriminator"]
+    dparams = list(disc.parameters())
+
+    def hand():
+        fake = hand_fake(model)
+        base = HAND[objective][0](disc(x.reshape(N // m, 2 * m)), disc(fake.reshape(N // m, 2 * m)))
+        if objective == "wgan_gp":  # interpolate sample by sample, judge the packs of interpolates
+            e = torch.rand(N, 1)
+            xh = (e * x + (1 - e) * fake.detach()).requires_grad_(True)
+            (g,) = torch.autograd.grad(disc(xh.reshape(N // m, 2 * m)).sum(), xh, create_graph=True)
+            base = base + 10.0 * ((g.pow(2).sum(1).sqrt() - 1) ** 2).mean()
+        return base
+
+    close(ours(program, model, 0, x), hand())
+    close_grads(grads(ours(program, model, 0, x), dparams), grads(hand(), dparams))
+    g_hand = HAND[objective][1](disc(hand_fake(model).reshape(N // m, 2 * m)))
+    close(ours(program, model, 1, None), g_hand)

@@ -20,6 +20,7 @@ from unigen.graph import EdgeInfo
 from unigen.kinds import Bound, Options, Site, Term, TermError
 from unigen.runtime import StepContext
 
+from .objectives import packed
 from .terms import _behind, _show, _side
 
 
@@ -39,7 +40,7 @@ class FeatureMatching(Term):
         net = e.net
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            d = ctx.net(net)
+            d = packed(ctx.net(net), ctx.model.objectives[e.name][1])
             real = features(d, [r.detach() for r in _side(ctx, e.real)], net).mean(0)
             fake = features(d, _side(ctx, e.fake), net).mean(0)
             return (real - fake).pow(2).sum()

@@ -18,6 +18,7 @@ from unigen.kinds import Objective, Options
 
 class ObjectiveOptions(Options):
     r1: float = Field(0.0, ge=0, description="R1 penalty weight gamma: adds gamma/2 * E||grad D(real)||^2 to the D-loss (Mescheder et al. 2018)")
+    pack: int = Field(1, ge=1, le=64, description="PacGAN packing: the discriminator judges m samples of a side jointly, concatenated along their first axis (Lin et al. 2018)")
 
 
 class LogLossOptions(ObjectiveOptions):
@@ -142,3 +143,27 @@ def gradient_penalty(net: torch.nn.Module, real: list[torch.Tensor], fake: list[
     grads = torch.autograd.grad(net(*mixed).sum(), mixed, create_graph=True)
     norm = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads) + 1e-12)
     return lam * (norm - 1).pow(2).mean()
+
+
+class Packed:
+    """A discriminator that judges `m` samples at once: its inputs (n, C, ...) are regrouped
+    into (n // m, m * C, ...), consecutive samples together (a remainder of n % m is left out)."""
+
+    def __init__(self, net: torch.nn.Module, m: int) -> None:
+        self.net, self.m = net, m
+
+    def _pack(self, xs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        m = self.m
+        n = xs[0].shape[0] // m * m
+        return [x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:]) for x in xs]
+
+    def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.net(*self._pack(xs))
+
+    def features(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.net.features(*self._pack(xs))  # type: ignore[operator]
+
+
+def packed(net: torch.nn.Module, options: Any) -> Any:
+    m = getattr(options, "pack", 1)
+    return Packed(net, m) if m > 1 else net
