@@ -13,6 +13,7 @@ from test_resume import assert_equal, final_state, loss_rows
 
 from unigen.errors import UnigenError
 from unigen.run import compile_file, train_run
+from unigen.rundir import export_weights
 from unigen.trainer import Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
@@ -93,6 +94,10 @@ def test_ema_resume_is_bit_exact_and_checkpointed(tmp_path: Path, registry):
     for key in ("nets", "ema", "optimizers", "batches", "rng"):
         assert_equal(a[key], b[key], key)
     assert loss_rows(whole) == {k: v for k, v in loss_rows(part).items() if k != "4"}
+    # `unigen export` writes the averaged weights beside the live ones.
+    _, _, tensors = export_weights(whole)
+    assert torch.equal(tensors["ema.generator.body.0.weight"], a["ema"]["generator.body.0.weight"])
+    assert torch.equal(tensors["generator.body.0.weight"], a["nets"]["generator.body.0.weight"])
     ma = json.loads((whole / "summary.json").read_text())["metrics"]
     assert ma == json.loads((part / "summary.json").read_text())["metrics"]
     # A checkpoint without an average is refused for a spec that asks for one: the specs differ.
