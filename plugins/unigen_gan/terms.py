@@ -12,7 +12,7 @@ from unigen.graph import EdgeInfo, ModelGraph
 from unigen.kinds import Bound, Family, Site, Term, merge_defaults
 from unigen.runtime import StepContext
 
-from .objectives import r1_penalty
+from .objectives import packed, r1_penalty
 
 
 def _side(ctx: StepContext, refs: tuple[tuple[str, str], ...]) -> list[torch.Tensor]:
@@ -39,15 +39,20 @@ class AdversarialD(Term):
         net = e.net
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            d = ctx.net(net)
             objective, opts = ctx.model.objectives[e.name]
+            objective.prepare(ctx.net(net), opts)
+            d = packed(ctx.net(net), opts)
             real = _side(ctx, e.real)
             gamma = getattr(opts, "r1", 0.0)
             if gamma:
                 # R1 differentiates D(real) with respect to the real inputs; one forward serves both.
                 real = [r.detach().requires_grad_(True) for r in real]
             real_logits = d(*real)
-            loss = objective.d_loss(real_logits, d(*_side(ctx, e.fake)), opts)
+            fake = _side(ctx, e.fake)
+            loss = objective.d_loss(real_logits, d(*fake), opts)
+            penalty = objective.d_penalty(d, real, fake, opts)
+            if penalty is not None:
+                loss = loss + penalty
             return loss + r1_penalty(real_logits, real, gamma) if gamma else loss
 
         traces = frozenset(t for t, _ in e.real + e.fake)
@@ -103,8 +108,9 @@ class AdversarialG(Term):
         real_moves = bool(_behind(site.graph, e.real))
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            d = ctx.net(net)
             objective, opts = ctx.model.objectives[e.name]
+            objective.prepare(ctx.net(net), opts)
+            d = packed(ctx.net(net), opts)
             real = d(*_side(ctx, e.real)) if real_moves else None
             return objective.g_loss(d(*_side(ctx, e.fake)), opts, real=real)
 

@@ -42,11 +42,17 @@ class MLP(nn.Module):
             if o.dropout:
                 layers.append(nn.Dropout(o.dropout))
             width = h
+        self.n_hidden = len(layers)
         layers.append(nn.Linear(width, math.prod(output)))
         if OUT[o.out_activation] is not None:
             layers.append(OUT[o.out_activation]())
         self.body = nn.Sequential(*layers)
         self.output = output
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (what the output layer reads), e.g. for feature matching."""
+        x = inputs[0].flatten(1) if len(inputs) == 1 else torch.cat([t.flatten(1) for t in inputs], 1)
+        return self.body[: self.n_hidden](x)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         x = inputs[0].flatten(1) if len(inputs) == 1 else torch.cat([t.flatten(1) for t in inputs], 1)
