@@ -132,6 +132,12 @@ class Arch(ABC):
     def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
         return []
 
+    def feature_layers(self, options: Any) -> list[tuple[int, ...]]:
+        """The shapes of the intermediate layers the built module exposes as
+        `module.features(*inputs, layer=k)` (k = 1, 2, ...); none by default. Terms that compare
+        values in a network's feature space (VAE/GAN's reconstruction) read them."""
+        return []
+
 
 # -------------------------------------------------------------------- datasets
 
