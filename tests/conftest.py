@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The feature classifier of the image metrics is cached here, never in the user's cache.
+os.environ["UNIGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="unigen-test-cache-")
 
 
 @pytest.fixture(scope="session")

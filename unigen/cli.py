@@ -91,6 +91,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run, format_table, to_json
+
+    result = evaluate_run(args.run, args.checkpoint, args.metric, args.option, _registry(), args.device)
+    print(to_json(result) if args.json else format_table(result))
+    for text in result["errors"]:
+        print(f"error: R005: {text}. Hint: fix or update the plugin that registers it, or leave it out with `--metric`.", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .plots import sample_run
+
+    print(f"wrote {sample_run(args.run, args.n, args.output, args.seed, args.checkpoint, args.traverse, args.interpolate, _registry(), args.device)}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    for path in plot_run(args.run, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", help="run directory (or a checkpoint file)")
     ex.add_argument("-o", "--output", metavar="FILE.safetensors", help="output file (default RUN/weights.safetensors)")
     ex.set_defaults(func=cmd_export)
+    ev = sub.add_parser("evaluate", help="compute every metric that applies to a run's checkpoint (including slow offline ones)")
+    ev.add_argument("run", help="run directory")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.add_argument("--checkpoint", default="last", metavar="last|best|PATH", help="which checkpoint (default: last)")
+    ev.add_argument("--metric", action="append", metavar="NAME", help="compute only this registered metric (repeatable)")
+    ev.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE", help="a metric's option, e.g. iwae.k=1000 (repeatable)")
+    ev.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    ev.set_defaults(func=cmd_evaluate)
+    sa = sub.add_parser("sample", help="draw samples of a run as a PNG: an image grid, or 2-D points over the true density; traversals and interpolations of a latent")
+    sa.add_argument("run", help="run directory")
+    sa.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    sa.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--checkpoint", default="last", metavar="last|best|PATH")
+    sa.add_argument("--traverse", metavar="VAR[:DIM]", help="vary one latent root along each row (one dimension, or each in turn; every value of a categorical code), the rest fixed")
+    sa.add_argument("--interpolate", metavar="VAR", help="move one latent root on a straight line between two draws along each row, the rest fixed")
+    sa.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    sa.set_defaults(func=cmd_sample)
+    pt = sub.add_parser("plot", help="draw a run's loss and metric curves from metrics.csv as PNG")
+    pt.add_argument("run", help="run directory")
+    pt.add_argument("-o", "--output", metavar="DIR", help="output directory (default RUN/plots)")
+    pt.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -48,7 +48,14 @@ CODES: dict[str, str] = {
     "R002": "run directory problem",
     "R003": "training stopped by a signal (SIGINT/SIGTERM); a checkpoint was saved",
     "R004": "a term failed inside a training step",
+    "R005": "evaluation or sample drawing failed after training (the run is kept)",
     "C001": "checkpoint cannot be used",
+    "E001": "run directory cannot be evaluated",
+    "E002": "no such checkpoint to evaluate (`best` or a file)",
+    "E003": "unknown metric, bad metric option, or no metric applies",
+    "E004": "bad sampling request (nothing to sample, bad `--traverse`/`--interpolate`, output not writable)",
+    "E005": "metrics.csv missing, empty or unreadable",
+    "E006": "`train.best.metric` not among the evaluated metrics (a warning)",
 }
 
 

@@ -184,6 +184,13 @@ class Objective(ABC):
 class Metric(ABC):
     doc = ""
     higher_is_better = True
+    # False for a metric too slow for every evaluation of a training run: training computes it
+    # only when the spec names it under `metrics`; `unigen evaluate` computes it when it applies.
+    during_training = True
+    # Options a user may set from `unigen evaluate --option NAME.KEY=VALUE`; `compute` reads
+    # `self.options` (None: the defaults).
+    Options: type[BaseModel] | None = None
+    options: Any = None
 
     def applies(self, model: "Model") -> bool:
         return False

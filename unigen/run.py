@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .best import BestKeeper
 from .errors import UnigenError
 from .program import Program, compile_program
 from .registry import Registry, default_registry
@@ -208,6 +209,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     else:
         log.info("run %s on %s", run, trainer.device)
     metrics = MetricsLog.resume(run / "metrics.csv", first) if reuse else MetricsLog(run / "metrics.csv")
+    keeper = BestKeeper(tr.best.metric, tr.best.mode, warn, plan.state.get("best") if plan is not None and plan.state is not None else None) if tr.best else None
     sample_var = trainer.model.sampled_variable()
     progress = Progress(tr.steps, log.info, quiet=quiet, first=first)
     offset = float(plan.state.get("train_seconds", metrics.last_time())) if plan is not None and plan.state is not None else 0.0
@@ -217,16 +219,35 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         # Conditional models draw their conditioning values from one fixed test batch.
         fixed_batch = {k: v[: 64] for k, v in trainer.model.dataset.test.items()}
 
+    problems: list[str] = []  # failures after training that cost no trained state (R005)
+
     def samples(tag: str) -> None:
-        if sample_var is None:
+        if sample_var is None or "samples" in problems:
             return
-        with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
-            x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
-        save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
+        try:
+            with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
+                x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
+            save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
+        except (UnigenError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            problems.append("samples")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            warn(f"drawing samples of `{sample_var}` failed ({type(exc).__name__}: {first}); training goes on without sample pictures.")
+
+    def evaluate() -> dict[str, float]:
+        known = set(trainer.metric_errors)
+        values = trainer.evaluate()
+        for name, text in trainer.metric_errors.items():
+            if name not in known:
+                warn(text + "; the run goes on without it.")
+        return values
 
     def checkpoint(state: dict[str, Any] | None = None) -> Path:
         state = dict(state if state is not None else trainer.state_dict())
         state.update(spec_digest=digest, spec_identity=identity, train_seconds=round(time.perf_counter() - start, 3))
+        if keeper is not None:
+            state["best"] = keeper.state()
         return save_checkpoint(run, state)
 
     def skipped(event: dict[str, Any]) -> None:
@@ -276,7 +297,11 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                     losses = trainer.losses()
                     row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
                     if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
-                        row.update(trainer.evaluate())
+                        evaluated = evaluate()
+                        row.update(evaluated)
+                        if keeper is not None and keeper.improves(s, evaluated):
+                            keeper.mark(run, checkpoint())
+                            saved = s
                     metrics.add(row)
                     progress.update(s, losses)
                     for found in trainer.check_health():
@@ -305,7 +330,9 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
             )
     elapsed = time.perf_counter() - start
     samples(f"step_{trainer.step_count:08d}")
-    final = trainer.evaluate()
+    final = evaluate()
+    if keeper is not None and keeper.improves(trainer.step_count, final):
+        keeper.mark(run, checkpoint())
     metrics.add({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
     summary = {
         "name": spec.name,
@@ -318,9 +345,19 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
         "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": first},
         "warnings": trainer.health_warnings,
+        "best": keeper.state() if keeper is not None else None,
+        "errors": list(trainer.metric_errors.values()) + (["drawing samples failed (see train.log)"] if "samples" in problems else []),
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
+    if summary["errors"]:
+        raise UnigenError.one(
+            "R005",
+            f"training finished and was saved in `{run}`, but the evaluation after it failed: " + "; ".join(summary["errors"]) + ".",
+            (),
+            "the trained checkpoint and summary.json are kept; fix or update the named plugin, or leave the metric out with `metrics: [...]` in the spec.",
+            exit_code=1,
+        )
     return run
 
 

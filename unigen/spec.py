@@ -115,6 +115,11 @@ class Phase(_Strict):
         return out
 
 
+class Best(_Strict):
+    metric: str = Field(description="a metric as metrics.csv and summary.json name it, e.g. `test_nelbo`")
+    mode: Literal["min", "max"] = Field("min", description="whether lower (`min`) or higher (`max`) is better")
+
+
 class Train(_Strict):
     steps: PositiveInt = 1000
     batch_size: Size = 128
@@ -131,6 +136,7 @@ class Train(_Strict):
         "`skip` leaves that phase's update out and goes on; `rollback` restores the last good state and goes on",
     )
     optim: Optim = Field(default_factory=Optim, description="default optimizer of every phase")
+    best: Best | None = Field(None, description="keep the checkpoint with the best value of a metric, among the evaluations (`eval_every` and the end), as `checkpoints/best`")
 
 
 class Spec(_Strict):

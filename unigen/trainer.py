@@ -104,6 +104,7 @@ class Trainer:
         # Health warnings: symptom key -> logged steps in a row it was seen; and those reported.
         self._streaks: dict[str, int] = {}
         self.health_warnings: list[dict[str, Any]] = []
+        self.metric_errors: dict[str, str] = {}  # metric name -> what went wrong (reported, not retried)
         self._data_spread: float | None = None
         self.model.train()
 
@@ -295,9 +296,17 @@ class Trainer:
             for entry in entries:
                 if wanted is not None and entry.name not in wanted:
                     continue
-                if wanted is None and not entry.obj.applies(self.model):
-                    continue
-                out.update(entry.obj.compute(self.model))
+                if entry.name in self.metric_errors:
+                    continue  # failed once: not tried again in this run
+                try:
+                    if wanted is None and (not getattr(entry.obj, "during_training", True) or not entry.obj.applies(self.model)):
+                        continue
+                    out.update(entry.obj.compute(self.model))
+                except UnigenError:
+                    raise
+                except Exception as exc:  # a plugin's bug must not cost the trained run
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    self.metric_errors[entry.name] = f"metric `{entry.name}` (plugin `{entry.plugin}`) failed: {type(exc).__name__}: {first}"
         self.model.train()
         return out
 

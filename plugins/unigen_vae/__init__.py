@@ -11,6 +11,7 @@ from typing import Any
 
 from unigen import hookimpl
 
+from .iwae import IWAEBound
 from .terms import ELBO, HeldOutELBO, VAEFamily
 
 
@@ -27,3 +28,4 @@ def unigen_register_families(register: Any) -> None:
 @hookimpl
 def unigen_register_metrics(register: Any) -> None:
     register("elbo", HeldOutELBO())
+    register("iwae", IWAEBound())
