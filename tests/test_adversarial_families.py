@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ROOT
+from unigen_cycle.terms import matched as unigen_cycle_matched
 
 from unigen.errors import UnigenError
 from unigen.kinds import Dataset
@@ -95,7 +96,7 @@ TRAINED = {
     "hybrid-aae-infogan": ["recon_error"],
     "dann-digits": ["target_accuracy", "source_accuracy"],
     "source-only-digits": ["target_accuracy", "source_accuracy"],
-    "cyclegan-digits": ["translation_mae", "translation_mae_a_to_b", "translation_mae_b_to_a"],
+    "cyclegan-digits": ["translation_mae", "translation_mae_a_to_b", "translation_mae_b_to_a", "translation_match", "translation_match_a_to_b", "translation_match_b_to_a"],
 }
 
 
@@ -253,15 +254,17 @@ def test_mlp_features_are_its_hidden_activations(registry):
         disc.features(batch["x"], layer=3)
 
 
-def test_feature_recon_and_kl_match_hand_formulas(registry):
-    program, model, batch = build(registry, VAEGAN)
+@pytest.mark.parametrize("layer", [1, 2])
+def test_feature_recon_and_kl_match_hand_formulas(registry, layer):
+    overrides = [] if layer == 1 else [f"phases.encoder.terms=[kl, {{term: feature_recon, weight: 30, options: {{net: discriminator, layer: {layer}}}}}]"]
+    program, model, batch = build(registry, VAEGAN, overrides)
     dec, disc, enc = model.nets["decoder"], model.nets["discriminator"], model.nets["encoder"]
     x = batch["x"]
     torch.manual_seed(SEED)
     h = enc(x)
     mu, logvar = h[:, :16], h[:, 16:]
     zq = mu + torch.exp(0.5 * logvar) * torch.randn(len(x), 16)
-    hand_rec = 0.5 * (mlp_features(disc, x, 2) - mlp_features(disc, dec(zq), 2)).pow(2).sum(1).mean()
+    hand_rec = 0.5 * (mlp_features(disc, x, layer) - mlp_features(disc, dec(zq), layer)).pow(2).sum(1).mean()
     hand_kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
     assert abs(num(term_loss(program, model, "encoder", batch, len(x), index=0)) - num(hand_kl)) < TOL
     ours = term_loss(program, model, "encoder", batch, len(x), index=1)
@@ -269,6 +272,7 @@ def test_feature_recon_and_kl_match_hand_formulas(registry):
     same_grads(term_loss(program, model, "encoder", batch, len(x), index=1), hand_rec, enc)
     enc_phase = program.phases[phase_index(program, "encoder")]
     assert enc_phase.terms[1].bound.reaches == {"encoder", "decoder", "discriminator"}
+    assert enc_phase.terms[1].weight == 30 and f"discriminator_{layer}(x)" in enc_phase.terms[1].bound.formula
 
 
 def test_feature_recon_checks_the_network_and_layer(registry):
@@ -357,6 +361,14 @@ def test_translation_error_is_against_the_true_inversion(registry):
     ba = num((model.nets["g_ba"](1 - x) - x).abs().mean())
     assert abs(out["translation_mae_a_to_b"] - ab) < TOL and abs(out["translation_mae_b_to_a"] - ba) < TOL
     assert abs(out["translation_mae"] - (ab + ba) / 2) < TOL
+    # match: row i's translation is nearest (L1) to the true translation of row i itself
+    truth = 1 - x
+    pred = model.nets["g_ab"](x)
+    hand = sum(int(min(range(len(x)), key=lambda j: num((pred[i] - truth[j]).abs().sum())) == i) for i in range(len(x))) / len(x)
+    assert abs(out["translation_match_a_to_b"] - hand) < TOL
+    metric = registry.get("metrics", "translation_error")
+    assert unigen_cycle_matched(truth + 0.01, truth) == 1.0 and unigen_cycle_matched(truth.flip(0), truth) < 0.01
+    assert 0 <= out["translation_match"] <= 1 and metric.higher_is_better is False
 
 
 def test_consistency_checks_its_references(registry):

@@ -88,7 +88,7 @@ def translations(graph: ModelGraph, paired: dict[str, str]) -> list[tuple[str, s
 
 
 class TranslationError(Metric):
-    doc = "unpaired translation: mean absolute error per element between a translation network's output on the test split and the true translation the dataset pairs with it (lower is better)"
+    doc = "unpaired translation on the test split: mean absolute error per element between a translation network's output and the true translation the dataset pairs with it (`translation_mae`, lower is better), and the fraction of outputs nearest to their own true translation among all of them (`translation_match`, chance 1/n)"
     higher_is_better = False
 
     def applies(self, model: Model) -> bool:
@@ -107,8 +107,19 @@ class TranslationError(Metric):
                 x, truth = test[graph.data_field(src)], test[graph.data_field(dst)]
                 pred = model.nets[e.net](x)
                 out[f"translation_mae_{src}_to_{dst}"] = float((pred - truth).abs().mean())
+                out[f"translation_match_{src}_to_{dst}"] = matched(pred, truth)
         finally:
             model.train(was)
-        if out:
-            out["translation_mae"] = sum(out.values()) / len(out)
+        for kind in ("mae", "match"):
+            values = [v for k, v in out.items() if k.startswith(f"translation_{kind}_")]
+            if values:
+                out[f"translation_{kind}"] = sum(values) / len(values)
         return out
+
+
+def matched(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """The fraction of rows whose translation lies nearer (mean absolute difference) to its own
+    true translation than to any other row's: whether the mapping pairs each input with its
+    own counterpart, not merely with some plausible image of the other domain (chance 1/n)."""
+    dist = torch.cdist(pred.flatten(1), truth.flatten(1), p=1)
+    return float((dist.argmin(1) == torch.arange(len(pred))).double().mean())
