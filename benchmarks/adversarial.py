@@ -8,6 +8,7 @@ Sets (each a list of configurations: a shipped spec, possibly with overrides):
 
 - `iw`: gan-ring against the same spec with an importance-weighted generator loss (Hu et al.
   2018), on the same seeds; per seed, modes captured, high-quality fraction and mode KL.
+- `iw-nor1`: the same pair with the discriminator's R1 penalty removed (a less stable GAN).
 - `iw-grid`: the same pair on gan-grid (25 modes, 20k steps: slow).
 - `dann`: dann-digits (adversarial link on the features) against source-only-digits (the
   same networks without it); target- and source-domain test accuracy.
@@ -31,12 +32,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IW = "phases.generator.terms=[{term: adversarial.g, options: {importance_weighted: true}}]"
+NO_R1 = "edges.1.options={}"  # the discriminator without its R1 penalty
 
 # set -> [(label, spec, overrides, metrics shown)]
 SETS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]] = {
     "iw": [
         ("gan-ring", "gan-ring", (), ("modes_captured", "hq_fraction", "mode_kl")),
         ("gan-ring + importance_weighted", "gan-ring", (IW,), ("modes_captured", "hq_fraction", "mode_kl")),
+    ],
+    "iw-nor1": [
+        ("gan-ring without R1", "gan-ring", (NO_R1,), ("modes_captured", "hq_fraction", "mode_kl")),
+        ("gan-ring without R1 + importance_weighted", "gan-ring", (NO_R1, IW), ("modes_captured", "hq_fraction", "mode_kl")),
     ],
     "iw-grid": [
         ("gan-grid", "gan-grid", (), ("modes_captured", "hq_fraction", "mode_kl")),
