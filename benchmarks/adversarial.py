@@ -53,7 +53,7 @@ SETS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]] = {
         ("dann-digits", "dann-digits", (), ("target_accuracy", "source_accuracy")),
     ],
     "single": [
-        ("cyclegan-digits", "cyclegan-digits", (), ("translation_mae", "translation_mae_a_to_b", "translation_mae_b_to_a")),
+        ("cyclegan-digits", "cyclegan-digits", (), ("translation_mae", "translation_mae_mean_image", "translation_match")),
         ("vaegan-digits", "vaegan-digits", (), ("recon_error",)),
         ("hybrid-vaegan-iw", "hybrid-vaegan-iw", (), ("recon_error",)),
         ("hybrid-aae-infogan", "hybrid-aae-infogan", (), ("recon_error",)),

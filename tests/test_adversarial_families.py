@@ -369,6 +369,9 @@ def test_translation_error_is_against_the_true_inversion(registry):
     metric = registry.get("metrics", "translation_error")
     assert unigen_cycle_matched(truth + 0.01, truth) == 1.0 and unigen_cycle_matched(truth.flip(0), truth) < 0.01
     assert 0 <= out["translation_match"] <= 1 and metric.higher_is_better is False
+    mean_b = model.dataset.train["xt"].mean(0)
+    assert abs(out["translation_mae_mean_image_a_to_b"] - num((mean_b - (1 - x)).abs().mean())) < TOL
+    assert set(out) == {f"translation_{k}{d}" for k in ("mae", "match", "mae_mean_image") for d in ("", "_a_to_b", "_b_to_a")}
 
 
 def test_consistency_checks_its_references(registry):

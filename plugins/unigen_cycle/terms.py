@@ -88,7 +88,7 @@ def translations(graph: ModelGraph, paired: dict[str, str]) -> list[tuple[str, s
 
 
 class TranslationError(Metric):
-    doc = "unpaired translation on the test split: mean absolute error per element between a translation network's output and the true translation the dataset pairs with it (`translation_mae`, lower is better), and the fraction of outputs nearest to their own true translation among all of them (`translation_match`, chance 1/n)"
+    doc = "unpaired translation on the test split: mean absolute error per element between a translation network's output and the true translation the dataset pairs with it (`translation_mae`, lower is better), the fraction of outputs nearest to their own true translation among all of them (`translation_match`, chance 1/n), and the error of always answering the target domain's mean training image (`translation_mae_mean_image`, a reference)"
     higher_is_better = False
 
     def applies(self, model: Model) -> bool:
@@ -99,6 +99,7 @@ class TranslationError(Metric):
     def compute(self, model: Model) -> dict[str, float]:
         graph = model.program.graph
         test = model.dataset.test
+        per: dict[tuple[str, str, str], float] = {}
         out: dict[str, float] = {}
         was = model.training
         model.eval()
@@ -106,14 +107,17 @@ class TranslationError(Metric):
             for src, dst, e in translations(graph, model.dataset.info["paired"]):
                 x, truth = test[graph.data_field(src)], test[graph.data_field(dst)]
                 pred = model.nets[e.net](x)
-                out[f"translation_mae_{src}_to_{dst}"] = float((pred - truth).abs().mean())
-                out[f"translation_match_{src}_to_{dst}"] = matched(pred, truth)
+                per[("mae", src, dst)] = float((pred - truth).abs().mean())
+                per[("match", src, dst)] = matched(pred, truth)
+                # the error of always answering the target domain's mean training image
+                per[("mae_mean_image", src, dst)] = float((model.dataset.train[graph.data_field(dst)].mean(0) - truth).abs().mean())
         finally:
             model.train(was)
-        for kind in ("mae", "match"):
-            values = [v for k, v in out.items() if k.startswith(f"translation_{kind}_")]
+        for kind in ("mae", "match", "mae_mean_image"):
+            values = {f"translation_{kind}_{src}_to_{dst}": v for (k, src, dst), v in per.items() if k == kind}
+            out |= values
             if values:
-                out[f"translation_{kind}"] = sum(values) / len(values)
+                out[f"translation_{kind}"] = sum(values.values()) / len(values)
         return out
 
 
