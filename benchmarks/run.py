@@ -1,6 +1,6 @@
 """The benchmark suite: every shipped spec trained and evaluated, and the framework overhead.
 
-    python benchmarks/run.py [--quick] [--specs NAME ...] [--seed S] [--threads T]
+    python benchmarks/run.py [--quick] [--specs NAME ...] [--seeds S ...] [--jobs N] [--threads T]
 
 Each spec in specs/ is trained with `compile-and-train` at its own settings (with `--quick`,
 at most `--quick-steps` steps: a smoke test of the whole pipeline, not a result), then
@@ -9,15 +9,23 @@ The table lists each spec's headline metrics beside their real-vs-real floor whe
 one, and a published value where one exists on the same protocol, with its source. The
 overhead rows come from benchmarks/overhead.py (unigen's `Trainer.step()` against the same
 model as a plain PyTorch loop, checked equal first). Written to benchmarks/results/suite.md.
+
+With several `--seeds`, each metric is the median over seeds and the spread its range
+(min–max). `--jobs N` trains N runs at once in separate processes, one torch thread each; a
+run that fails (a spec that needs a local dataset it cannot find, say) becomes a row saying
+why, and the others go on.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib.util
 import json
+import multiprocessing
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -80,38 +88,103 @@ def run_spec(name: str, steps: int | None, seed: int, registry) -> tuple[dict[st
     return metrics, n, trained, evaluated
 
 
+def _task(name: str, steps: int | None, seed: int, threads: int) -> tuple[dict[str, float], int, float, float]:
+    """One run in a worker process (its own registry and thread count)."""
+    torch.set_num_threads(threads)
+    return run_spec(name, steps, seed, default_registry())
+
+
+def run_all(names: list[str], seeds: list[int], steps: int | None, jobs: int, threads: int) -> dict[tuple[str, int], object]:
+    """(spec, seed) -> (metrics, steps, train s, eval s), or the exception the run raised."""
+    tasks = [(name, seed) for name in names for seed in seeds]
+    out: dict[tuple[str, int], object] = {}
+    if jobs <= 1:
+        for name, seed in tasks:
+            try:
+                out[(name, seed)] = _task(name, steps, seed, threads)
+            except Exception as exc:  # reported as a row; the suite goes on
+                out[(name, seed)] = exc
+            report(name, seed, out[(name, seed)])
+        return out
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_task, name, steps, seed, threads): (name, seed) for name, seed in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            key = futures[future]
+            try:
+                out[key] = future.result()
+            except Exception as exc:
+                out[key] = exc
+            report(*key, out[key])
+    return out
+
+
+def report(name: str, seed: int, result: object) -> None:
+    if isinstance(result, Exception):
+        print(f"{name} seed {seed}: failed: {type(result).__name__}: {first_line(result)}", flush=True)
+    else:
+        metrics, n, trained, evaluated = result  # type: ignore[misc]
+        keys = [k for k in HEADLINE if k in metrics][:4]
+        print(f"{name} seed {seed}: {n} steps, {trained:.0f} s training, {evaluated:.0f} s evaluation; " + ", ".join(f"{k}={show(metrics[k])}" for k in keys), flush=True)
+
+
+def first_line(exc: Exception) -> str:
+    return ((str(exc).strip().splitlines() or [""])[0])[:200].replace("|", "/")
+
+
+def median_and_range(values: list[float]) -> tuple[float, str]:
+    med = statistics.median(values)
+    return med, ("" if len(values) < 2 else f"{show(min(values))}–{show(max(values))}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="train each spec at most --quick-steps steps and time the overhead briefly")
     ap.add_argument("--quick-steps", type=int, default=300)
     ap.add_argument("--specs", nargs="*", help="spec names (default: every spec in specs/)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0], help="seeds (median and range over them)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--no-overhead", action="store_true", help="leave out the overhead rows")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    registry = default_registry()
     names = args.specs or [p.stem for p in sorted((ROOT / "specs").glob("*.yaml"))]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    rows = ["| spec | steps | train s | eval s | metric | value | real-vs-real floor | published (same protocol) | source |", "|---|---:|---:|---:|---|---:|---:|---|---|"]
-    summary = ["| spec | steps | train s | metrics (real-vs-real floor) | published, same protocol |", "|---|---:|---:|---|---|"]
+    results = run_all(names, args.seeds, args.quick_steps if args.quick else None, args.jobs, args.threads)
+    many = len(args.seeds) > 1
+    rows = ["| spec | steps | train s | eval s | metric | " + ("median | range" if many else "value | –") + " | real-vs-real floor | published (same protocol) | source |", "|---|---:|---:|---:|---|---:|---|---:|---|---|"]
+    summary = ["| spec | steps | train s | metrics" + (" (median over seeds)" if many else "") + " (real-vs-real floor) | published, same protocol |", "|---|---:|---:|---|---|"]
     for name in names:
-        metrics, n, trained, evaluated = run_spec(name, args.quick_steps if args.quick else None, args.seed, registry)
-        keys = [k for k in SHOWN if k in metrics] or [k for k in metrics if not k.endswith("_floor")][:3]
+        done = [results[(name, s)] for s in args.seeds if not isinstance(results[(name, s)], Exception)]
+        failed = [(s, results[(name, s)]) for s in args.seeds if isinstance(results[(name, s)], Exception)]
+        if not done:
+            s, exc = failed[0]
+            summary.append(f"| {name} | – | – | failed: {type(exc).__name__}: {first_line(exc)} | — |")  # type: ignore[arg-type]
+            continue
+        per_seed = [r[0] for r in done]  # type: ignore[index]
+        n = done[0][1]  # type: ignore[index]
+        trained = statistics.median(r[2] for r in done)  # type: ignore[index]
+        evaluated = statistics.median(r[3] for r in done)  # type: ignore[index]
+        common = set.intersection(*(set(m) for m in per_seed))
+        metrics: dict[str, float] = {}
+        spread: dict[str, str] = {}
+        for k in common:
+            metrics[k], spread[k] = median_and_range([float(m[k]) for m in per_seed])
+        keys = [k for k in SHOWN if k in metrics] or [k for k in sorted(metrics) if not k.endswith("_floor")][:3]
         for i, k in enumerate(keys):
             published, source = PUBLISHED.get((name, k), ("—", ""))
             head = f"| {name} | {n} | {trained:.0f} | {evaluated:.0f} |" if i == 0 else "| | | | |"
-            rows.append(f"{head} {k} | {show(metrics[k])} | {show(metrics.get(k + '_floor'))} | {published} | {source} |")
+            rows.append(f"{head} {k} | {show(metrics[k])} | {spread[k]} | {show(metrics.get(k + '_floor'))} | {published} | {source} |")
         heads = [k for k in HEADLINE if k in metrics][:4]
-        cells = "; ".join(f"{k} {show(metrics[k])}" + (f" ({show(metrics[k + '_floor'])})" if k + "_floor" in metrics else "") for k in heads)
+        cells = "; ".join(f"{k} {show(metrics[k])}" + (f" [{spread[k]}]" if spread[k] else "") + (f" ({show(metrics[k + '_floor'])})" if k + "_floor" in metrics else "") for k in heads)
+        if failed:
+            cells += f"; {len(failed)} of {len(args.seeds)} seeds failed"
         pub = "; ".join(f"{k}: {PUBLISHED[(name, k)][0]}" for k in heads if (name, k) in PUBLISHED) or "—"
         summary.append(f"| {name} | {n} | {trained:.0f} | {cells} | {pub} |")
-        print(f"{name}: {n} steps, {trained:.0f} s training, {evaluated:.0f} s evaluation; " + ", ".join(f"{k}={show(metrics[k])}" for k in keys), flush=True)
     parts = [
         "# unigen benchmark suite" + (" (quick mode: a smoke test, not results)" if args.quick else ""),
         "",
-        f"`python benchmarks/run.py{' --quick' if args.quick else ''}`" + (f" (at most {args.quick_steps} steps per spec)" if args.quick else ""),
+        f"`python benchmarks/run.py{' --quick' if args.quick else ''} --seeds {' '.join(map(str, args.seeds))} --jobs {args.jobs}`" + (f" (at most {args.quick_steps} steps per spec)" if args.quick else ""),
         "",
         "\n".join(summary),
         "",
@@ -134,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             orows.append(f"| {model} | {u * 1e3:.3f} | {p * 1e3:.3f} | {ratio:.3f} |")
             print(f"overhead {model}: {ratio:.3f}", flush=True)
         parts += ["", "## Framework overhead", "", f"`Trainer.step()` against a plain PyTorch loop (benchmarks/overhead.py): median of {repeats} interleaved blocks of {steps} steps after {warmup} warm-up steps.", "", "\n".join(orows)]
-    parts += ["", f"torch {torch.__version__}, {platform.machine()}, cpu, {args.threads} thread(s), seed {args.seed}; load average before: {load}.", ""]
+    parts += ["", f"torch {torch.__version__}, {platform.machine()}, cpu ({os.cpu_count()} cores), {args.threads} thread(s) per run, {args.jobs} run(s) at once, seeds {', '.join(map(str, args.seeds))}; train/eval s are medians over seeds; load average before: {load}.", ""]
     text = "\n".join(parts)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

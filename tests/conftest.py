@@ -18,6 +18,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["UNIGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="unigen-test-cache-")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "venv: installs packages into a fresh virtual environment (deselect with -m 'not venv')")
+
+
 @pytest.fixture(scope="session")
 def registry() -> Registry:
     return default_registry()

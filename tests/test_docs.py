@@ -27,3 +27,13 @@ def test_docs_readme_names_both_commands():
     assert 'pip install -e ".[test]" && python -m pytest' in README
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest" in ci and "torch==2.13.0" in ci
+
+
+def test_docs_readme_spec_is_the_shipped_one():
+    """The spec walked through in the README says what specs/gan-ring.yaml says."""
+    import yaml
+
+    text = README
+    start = text.index("```yaml\nunigen: 1")
+    block = text[start + len("```yaml\n") : text.index("```", start + 7)]
+    assert yaml.safe_load(block) == yaml.safe_load((ROOT / "specs" / "gan-ring.yaml").read_text())

@@ -389,9 +389,14 @@ def test_override_value_is_loaded_safely(tmp_path):
     assert [(d.code, dotted(d.path)) for d in diags] == [("S002", "train.steps")]
 
 
-def test_override_into_a_list_the_file_lacks_is_s004(registry):
+def test_override_into_a_list_the_family_fills_in(registry):
     text = "unigen: 1\nname: tiny\nfamily: vae\n"
-    diag = one(problems(text, ["phases.elbo.repeats=2"], registry), "S004")
+    spec, _, _ = parse_spec(text, "spec.yaml", ["phases.elbo.repeats=2"], registry)
+    assert spec.phases[0].repeats == 2
+    diag = one(problems(text, ["phases.elbx.repeats=2"], registry), "S004")
+    assert "no item `elbx` in `phases`" in diag.message and "did you mean `elbo`?" in diag.hint
+    # Without the family to fill it in, the list is simply not there.
+    diag = one(problems(text.replace("family: vae\n", ""), ["phases.elbo.repeats=2"], registry), "S004")
     assert "`phases` is not in the spec file" in diag.message
     assert "`phases=[...]`" in diag.hint
     spec, _, _ = parse_spec(text, "spec.yaml", ["networks.encoder.hidden=[16]"], registry)
@@ -424,4 +429,4 @@ def test_schema_prints_the_json_schema_of_spec(cli):
     assert schema["$schema"].startswith("http://json-schema.org/")
     assert set(Spec.model_fields) <= set(schema["properties"])
     assert {"unigen", "name", "data", "variables", "networks", "edges", "phases"} <= set(schema["required"])
-    assert "Phase" in schema["$defs"] and "repeats" in schema["$defs"]["Phase"]["properties"]
+    assert "Phase" in schema["definitions"] and "repeats" in schema["definitions"]["Phase"]["properties"]

@@ -148,6 +148,37 @@ def test_nonfinite_every_step_is_checked(poisoned, reg, each_phase: bool):
     assert trainer.step_count == 2
 
 
+def test_nonfinite_flags_kept_on_the_device_are_read_where_a_good_state_is_taken(poisoned, reg):
+    """One process on a GPU reads the flags at logged steps (here every 4th), not every step:
+    the NaN of step 3 surfaces at step 4, still naming step 3, its phase and its term."""
+    program = compile_file(poisoned("raise", at=[3]), [*SMALL, "train.log_every=4"], reg).program
+    trainer = Trainer(program, reg)
+    trainer.check_each_phase, trainer.defer_checks = False, True
+    for _ in range(3):
+        trainer.step()
+    assert trainer.step_count == 3 and len(trainer._pending) == 3
+    with pytest.raises(NonFiniteLoss) as info:
+        trainer.step()
+    assert info.value.event["step"] == 3 and info.value.event["phase"] == "elbo"
+    assert [label for label, _ in info.value.event["terms"]] == ["poison"]
+    assert trainer._pending == []
+    trainer.check_pending()  # nothing left to read: no error
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("policy", ["raise", "rollback"])
+def test_cuda_nonfinite_policies_with_flags_on_the_device(poisoned, reg, tmp_path: Path, policy: str):
+    path = poisoned(policy, at=[5])
+    if policy == "raise":
+        with pytest.raises(UnigenError) as info:
+            run(path, reg, tmp_path / policy, extra=("train.device=cuda",))
+        assert info.value.diagnostics[0].code == "R001" and "at step 5" in str(info.value)
+        assert (tmp_path / policy / "checkpoints" / "last").read_text().strip() == "step_00000004.pt"
+    else:
+        out = run(path, reg, tmp_path / policy, extra=("train.device=cuda",))
+        assert json.loads((out / "summary.json").read_text())["steps"] == 8
+
+
 def test_nonfinite_skip_leaves_that_update_out(poisoned, reg):
     program = compile_file(poisoned("skip", at=[3]), SMALL, reg).program
     trainer = Trainer(program, reg)

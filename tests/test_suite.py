@@ -15,13 +15,14 @@ def test_suite_writes_a_table_with_published_values(tmp_path):
     spec.loader.exec_module(suite)
     threads = torch.get_num_threads()
     try:
-        assert suite.main(["--quick", "--quick-steps", "4", "--specs", "gan-ring", "vae-digits", "--no-overhead", "--out", str(tmp_path / "suite.md")]) == 0
+        assert suite.main(["--quick", "--quick-steps", "4", "--specs", "gan-ring", "vae-digits", "--seeds", "0", "1", "--no-overhead", "--out", str(tmp_path / "suite.md")]) == 0
     finally:
         torch.set_num_threads(threads)
     text = (tmp_path / "suite.md").read_text()
-    assert "quick mode" in text and "`python benchmarks/run.py --quick`" in text
+    assert "quick mode" in text and "`python benchmarks/run.py --quick --seeds 0 1 --jobs 1`" in text
     ring = next(line for line in text.splitlines() if line.startswith("| gan-ring | 4 |"))
     assert "modes_captured" in ring and "GAN 1; VEEGAN 8" in ring
+    assert "| | | | | hq_fraction |" in text and "median | range" in text  # two seeds: median and range
     vae = next(line for line in text.splitlines() if line.startswith("| vae-digits | 4 |"))
     assert "test_nelbo" in vae and "iwae_nll" in vae and "fid" in vae
     assert "| | | | | fid_floor" not in text and "| | | | | fid |" in text  # floors sit beside their metric

@@ -48,9 +48,13 @@ def cmd_show_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from .dryrun import dry_run
+
+        return dry_run(args.spec, args.overrides, _registry(), args.device, sys.stdout)
     from .run import train_run
 
-    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume)
+    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node, track=_tracks(args))
     summary = json.loads((run / "summary.json").read_text())
     print(f"run written to {run}")
     for k, v in summary["metrics"].items():
@@ -58,10 +62,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    from .spec import json_schema
+def _tracks(args: argparse.Namespace) -> list[str]:
+    return list(args.track or []) + (["tensorboard"] if args.tensorboard else [])
 
-    print(json.dumps(json_schema(), indent=2))
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import spec_schema
+
+    text = json.dumps(spec_schema(_registry()), indent=2) + "\n"
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}; point editors at it with a first line `# yaml-language-server: $schema={args.output}`", file=sys.stderr)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -135,8 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="override train.steps")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard (needs `tensorboard`)")
+    t.add_argument("--track", action="append", metavar="NAME", help="also report to this registered tracker (repeatable); `unigen plugins` lists them")
+    t.add_argument("--dry-run", action="store_true", help="build everything and run one batch of every phase; write nothing")
+    t.add_argument("--nproc-per-node", type=int, metavar="N", help="train on N local processes with torch.distributed (gloo on the CPU, NCCL with one GPU each); under torchrun leave it out")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
-    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    from .commands import add_commands
+
+    add_commands(sub, spec_cmd)
+    s = sub.add_parser("schema", help="print the JSON Schema (draft-07) of spec files, for editors")
+    s.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
     s.set_defaults(func=cmd_schema)
     pl = sub.add_parser("plugins", help="list installed plugins, what they register, and load errors")
     pl.add_argument("--strict", action="store_true", help="exit 1 when a plugin failed to load")

@@ -39,6 +39,7 @@ CODES: dict[str, str] = {
     "G014": "term needs something the graph does not provide",
     "G015": "ambiguous or wrong term target",
     "G016": "bad options for a registered kind",
+    "G020": "bad mask of a partially observed variable",
     "P001": "plugin failed to load",
     "P002": "kind registered twice",
     "P003": "plugin built for another plugin-API version",
@@ -56,6 +57,16 @@ CODES: dict[str, str] = {
     "E004": "bad sampling request (nothing to sample, bad `--traverse`/`--interpolate`, output not writable)",
     "E005": "metrics.csv missing, empty or unreadable",
     "E006": "`train.best.metric` not among the evaluated metrics (a warning)",
+    "X001": "batch size does not split evenly over the processes",
+    "X002": "a training process failed",
+    "X003": "network copies differ between processes",
+    "X004": "bad distributed launch (--nproc-per-node, RANK/WORLD_SIZE, GPUs per node)",
+    "X005": "precision not supported on this device",
+    "X006": "SyncBatchNorm without CUDA",
+    "U001": "Graphviz is missing or failed to render a drawing",
+    "U002": "unknown output format",
+    "U003": "output file exists",
+    "U004": "tracker not available (a package is missing)",
 }
 
 

@@ -65,3 +65,9 @@ def unigen_register_rules(register: Register) -> None:
 @hookspec
 def unigen_register_optimizers(register: Register) -> None:
     """Optimizers a phase can name: callables `(params, **options) -> torch.optim.Optimizer`."""
+
+
+@hookspec
+def unigen_register_trackers(register: Register) -> None:
+    """Experiment trackers a run reports to: factories of `trackers.Tracker` objects with
+    `on_start`, `on_metrics` and `on_end` (`always = True`: every run; else named by `--track`)."""

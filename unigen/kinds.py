@@ -104,6 +104,7 @@ class Dist(ABC):
     can_be_prior = False
     can_be_edge = True
     constant_prior = True  # the prior has no parameters that change: it is built once per batch size
+    enumerable = False  # discrete with a support that can be listed: a partially observed variable can be summed out
     Options: type[BaseModel] | None = None
     doc = ""
 
@@ -218,11 +219,18 @@ class Rule:
 
 def merge_defaults(defaults: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge a family's defaults under a user's document: mappings merge, the user's
-    scalars and lists win (a list of edges or phases is replaced whole, never spliced)."""
+    scalars and lists win (a list of edges or phases is replaced whole, never spliced). A
+    mapping that names another kind than the default (`arch` of a network, `source` of the
+    data, `kind` of an optimizer) replaces the default whole: the default's options belong to
+    the default's kind."""
     out = dict(defaults)
     for key, value in doc.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _other_kind(out[key], value):
             out[key] = merge_defaults(out[key], value)
         else:
             out[key] = value
     return out
+
+
+def _other_kind(default: dict[str, Any], given: dict[str, Any]) -> bool:
+    return any(k in given and k in default and given[k] != default[k] for k in ("arch", "source", "kind"))

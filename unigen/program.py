@@ -113,6 +113,7 @@ def format_program(program: Program) -> str:
         role = "observed" if var.observed else "latent"
         extra = f", prior {var.prior}" if var.prior else ""
         bind = f", data {graph.data_field(name)}" if var.observed else ""
+        bind += f", observed where {var.mask}" if var.observed and var.mask else ""
         lines.append(f"    {name:<10} {role} {list(var.shape)}{extra}{bind}")
     lines.append("  p-trace   " + _trace_line(program, "p"))
     lines.append("  q-trace   " + _trace_line(program, "q"))

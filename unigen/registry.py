@@ -18,7 +18,7 @@ from . import hookspecs
 from .errors import Diagnostic, Path, UnigenError, did_you_mean
 
 GROUP = "unigen"
-KINDS = ("families", "terms", "objectives", "networks", "distributions", "datasets", "metrics", "rules", "optimizers")
+KINDS = ("families", "terms", "objectives", "networks", "distributions", "datasets", "metrics", "rules", "optimizers", "trackers")
 # Singular names for messages.
 KIND_NOUN = {
     "families": "family",
@@ -30,6 +30,7 @@ KIND_NOUN = {
     "metrics": "metric",
     "rules": "validation rule",
     "optimizers": "optimizer",
+    "trackers": "tracker",
 }
 
 

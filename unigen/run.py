@@ -15,13 +15,14 @@ from typing import Any
 
 import yaml
 
+from . import distributed
 from .best import BestKeeper
 from .errors import UnigenError
 from .program import Program, compile_program
 from .registry import Registry, default_registry
 from .rundir import (
-    MetricsLog,
     atomic_write,
+    checkpoint_name,
     dump_yaml,
     env_info,
     load_checkpoint,
@@ -34,6 +35,7 @@ from .rundir import (
     spec_identity,
 )
 from .spec import load_spec, spec_to_dict
+from .trackers import RunStart, Trackers, select_trackers
 from .trainer import NonFiniteLoss, Progress, Trainer, describe_nonfinite
 
 
@@ -147,9 +149,20 @@ def train_run(
     registry: Registry | None = None,
     quiet: bool = False,
     resume: str | None = None,
+    nproc_per_node: int | None = None,
+    track: list[str] | None = None,
 ) -> Path:
     """Compile and train a spec into a run directory. With `resume` (`auto`, a checkpoint file
-    or a run directory), continue a run from a checkpoint instead of starting one."""
+    or a run directory), continue a run from a checkpoint instead of starting one. With
+    `nproc_per_node` N > 1, train on N local processes (unigen/distributed.py); under
+    `torchrun` this process is one of the run's ranks, read from the environment."""
+    if nproc_per_node is not None and nproc_per_node != 1:
+        if nproc_per_node < 1:
+            raise UnigenError.one("X004", f"`--nproc-per-node {nproc_per_node}`: expected a number of processes of at least 1.", (), "use `--nproc-per-node 2` or more to train on several processes.")
+        if distributed.env_world() is not None:
+            raise UnigenError.one("X004", "`--nproc-per-node` starts its own processes, but this one already runs under `torchrun` (RANK and WORLD_SIZE are set).", (), "leave `--nproc-per-node` out under torchrun (`torchrun --nproc-per-node N` sets it).")
+        kwargs = dict(spec_path=spec_path, overrides=overrides, out=out, steps=steps, device=device, quiet=quiet, resume=resume, track=track)
+        return distributed.launch(nproc_per_node, kwargs)  # type: ignore[no-any-return]
     registry = registry or default_registry()
     user_overrides = list(overrides or [])
     overrides = list(user_overrides)
@@ -158,41 +171,59 @@ def train_run(
     if device is not None:
         overrides.append(f"train.device={device}")
     compiled = compile_file(spec_path, overrides, registry)
+    trackers = select_trackers(registry, track)  # a missing tracker package stops the run before it starts
+    program = compiled.program
+    world, owned = distributed.start(program.spec.train.device)
+    try:
+        return _run(compiled, world, registry, user_overrides, spec_path, out, steps, device, quiet, resume, trackers)
+    finally:
+        distributed.stop(owned)
+
+
+def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_overrides: list[str], spec_path: str | Path, out: str | None, steps: int | None, device: str | None, quiet: bool, resume: str | None, trackers: Trackers) -> Path:
     program = compiled.program
     spec = program.spec
     tr = spec.train
     identity = spec_identity(compiled.resolved)
     digest = spec_digest(compiled.resolved)
-    plan = find_resume(resume, out) if resume else None
-    if plan is not None and plan.state is not None:
-        assert plan.path is not None
-        check_fits(plan.state, plan.path, identity, digest, tr.steps)
-    trainer = Trainer(program, registry)  # data and networks before any file is written
+
+    def find() -> Resume | None:
+        plan = find_resume(resume, out) if resume else None
+        if plan is not None and plan.state is not None:
+            assert plan.path is not None
+            check_fits(plan.state, plan.path, identity, digest, tr.steps)
+        return plan
+
+    plan = world.from_main(find)  # rank 0 reads the checkpoint; every rank loads it
+    trainer = Trainer(program, registry, world=world)  # data and networks before any file is written
     if plan is not None and plan.state is not None:
         try:
             trainer.load_state_dict(plan.state)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
             raise UnigenError.one("C001", f"checkpoint `{plan.path}` does not fit this spec's networks or optimizers: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.", (), "resume with the spec the run was started with.", exit_code=1) from None
     reuse = plan is not None and plan.reuse
-    run = make_run_dir(spec.name, plan.run if plan else out, reuse=reuse)
-    log = _logger(run, quiet)
+    # Only rank 0 writes: the run directory, its log, metrics, samples and checkpoints.
+    run = world.from_main(lambda: make_run_dir(spec.name, plan.run if plan else out, reuse=reuse))
+    log = _logger(run, quiet) if world.main else _null_logger()
     try:
-        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet, _resume_command(spec_path, user_overrides, steps, device, run))
+        return _train(run, log, compiled, trainer, plan, identity, digest, registry, quiet or not world.main, _resume_command(spec_path, user_overrides, steps, device, run), trackers)
     finally:
         _close(log)
 
 
-def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer, plan: Resume | None, identity: dict[str, Any], digest: str, registry: Registry, quiet: bool, resume_cmd: str) -> Path:
+def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer, plan: Resume | None, identity: dict[str, Any], digest: str, registry: Registry, quiet: bool, resume_cmd: str, trackers: Trackers) -> Path:
     program = compiled.program
     spec = program.spec
     tr = spec.train
     reuse = plan is not None and plan.reuse
+    writes = trainer.world.main
 
     def warn(text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr)
+        if writes:
+            print(f"warning: {text}", file=sys.stderr)
         log.warning("warning: %s", text)
 
-    if not reuse:
+    if writes and not reuse:
         atomic_write(run / "spec.yaml", Path(compiled.path).read_text(encoding="utf-8"))
         atomic_write(run / "spec.resolved.yaml", dump_yaml(compiled.resolved))
         atomic_write(run / "program.txt", str(program))
@@ -208,11 +239,15 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         log.info("run %s on %s (nothing to resume there: a new run)", run, trainer.device)
     else:
         log.info("run %s on %s", run, trainer.device)
-    metrics = MetricsLog.resume(run / "metrics.csv", first) if reuse else MetricsLog(run / "metrics.csv")
+    if not writes:  # only rank 0 reports
+        trackers = Trackers()
+    trackers.warn = warn
+    trackers.on_start(RunStart(run, spec.name, compiled.resolved, first, reuse))  # metrics.csv is the `csv` tracker
+    csv = trackers.get("csv")
     keeper = BestKeeper(tr.best.metric, tr.best.mode, warn, plan.state.get("best") if plan is not None and plan.state is not None else None) if tr.best else None
     sample_var = trainer.model.sampled_variable()
     progress = Progress(tr.steps, log.info, quiet=quiet, first=first)
-    offset = float(plan.state.get("train_seconds", metrics.last_time())) if plan is not None and plan.state is not None else 0.0
+    offset = float(plan.state.get("train_seconds", csv.last_time() if csv is not None else 0.0)) if plan is not None and plan.state is not None else 0.0
     start = time.perf_counter() - offset
     fixed_batch = None
     if sample_var is not None and trainer.batches is not None:
@@ -222,7 +257,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     problems: list[str] = []  # failures after training that cost no trained state (R005)
 
     def samples(tag: str) -> None:
-        if sample_var is None or "samples" in problems:
+        if sample_var is None or not writes or "samples" in problems:
             return
         try:
             with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
@@ -248,13 +283,13 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         state.update(spec_digest=digest, spec_identity=identity, train_seconds=round(time.perf_counter() - start, 3))
         if keeper is not None:
             state["best"] = keeper.state()
-        return save_checkpoint(run, state)
+        return save_checkpoint(run, state) if writes else run / "checkpoints" / checkpoint_name(state["step"])
 
     def skipped(event: dict[str, Any]) -> None:
         n = trainer.nonfinite["skipped"]
         text = f"{describe_nonfinite(event)}; its update is skipped (train.on_nonfinite: skip)."
         log.warning("warning: %s", text)
-        if n <= 10:
+        if n <= 10 and writes:
             print(f"warning: {text}" + (" Further ones go to train.log only." if n == 10 else ""), file=sys.stderr)
 
     trainer.on_skip = skipped
@@ -264,9 +299,13 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
     saved = -1  # the step of the newest checkpoint on disk
     with _Stop() as stop:
         try:
-            while trainer.step_count < tr.steps and stop.signum is None:
+            # Several processes stop together, where they agree on it (at logged steps).
+            halted = False
+            while trainer.step_count < tr.steps and not (halted if trainer.world.active else stop.signum is not None):
                 try:
                     trainer.step()
+                    if stop.signum is not None or (tr.sample_every and trainer.step_count % tr.sample_every == 0):
+                        trainer.check_pending()  # flags a GPU keeps on the device, read before a checkpoint or samples
                 except UnigenError as exc:
                     if good is not None and any(d.code == "R004" for d in exc.diagnostics):
                         path = checkpoint(good)
@@ -294,19 +333,21 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                 s = trainer.step_count
                 fresh = False
                 if s % tr.log_every == 0 or s == tr.steps:
-                    losses = trainer.losses()
-                    row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
-                    if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
-                        evaluated = evaluate()
-                        row.update(evaluated)
-                        if keeper is not None and keeper.improves(s, evaluated):
-                            keeper.mark(run, checkpoint())
-                            saved = s
-                    metrics.add(row)
-                    progress.update(s, losses)
-                    for found in trainer.check_health():
-                        warn(found["message"])
+                    if writes:
+                        losses = trainer.losses()
+                        row: dict[str, Any] = {"step": s, "time_s": round(time.perf_counter() - start, 3), **losses}
+                        if tr.eval_every and s % tr.eval_every == 0 and s != tr.steps:
+                            evaluated = evaluate()
+                            row.update(evaluated)
+                            if keeper is not None and keeper.improves(s, evaluated):
+                                keeper.mark(run, checkpoint())
+                                saved = s
+                        trackers.on_metrics(row)
+                        progress.update(s, losses)
+                        for found in trainer.check_health():
+                            warn(found["message"])
                     fresh = True
+                    halted = distributed.agree_stop(trainer.world, stop, trainer.device)
                 if tr.sample_every and s % tr.sample_every == 0 and s != tr.steps:
                     samples(f"step_{s:08d}")
                 if tr.checkpoint_every and s % tr.checkpoint_every == 0 and s != tr.steps:
@@ -329,17 +370,20 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
                 exit_code=128 + stop.signum,
             )
     elapsed = time.perf_counter() - start
+    if not writes:
+        return run
     samples(f"step_{trainer.step_count:08d}")
     final = evaluate()
     if keeper is not None and keeper.improves(trainer.step_count, final):
         keeper.mark(run, checkpoint())
-    metrics.add({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
+    trackers.on_metrics({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
     summary = {
         "name": spec.name,
         "steps": trainer.step_count,
         "train_seconds": round(elapsed, 3),
         "seconds_per_step": round(elapsed / max(trainer.step_count, 1), 6),
         "device": str(trainer.device),
+        "processes": trainer.world.size,
         "final_losses": trainer.losses(),
         "metrics": final,
         "nonfinite": {"policy": tr.on_nonfinite, **trainer.nonfinite},
@@ -349,6 +393,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         "errors": list(trainer.metric_errors.values()) + (["drawing samples failed (see train.log)"] if "samples" in problems else []),
     }
     atomic_write(run / "summary.json", json.dumps(summary, indent=2))
+    trackers.on_end(summary)
     log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
     if summary["errors"]:
         raise UnigenError.one(
@@ -388,6 +433,14 @@ def _logger(run: Path, quiet: bool) -> logging.Logger:
     fh = logging.FileHandler(run / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(fh)
+    return log
+
+
+def _null_logger() -> logging.Logger:
+    log = logging.getLogger("unigen.run.rank")
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
     return log
 
 

@@ -28,14 +28,27 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def mask_key(var: str) -> str:
+    """The batch key of a partially observed variable's mask (1: the row observes it)."""
+    return f"{var}.mask"
+
+
+def observed_rows(batch: dict[str, torch.Tensor], var: str, n: int) -> torch.Tensor | None:
+    """A boolean per row: does the row observe `var`? None when every row does."""
+    mask = batch.get(mask_key(var))
+    return None if mask is None else mask.reshape(n, -1)[:, 0] > 0.5
+
+
 class Batches:
     """Shuffled epochs over tensors that already live on the device."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator) -> None:
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> None:
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
         self.batch_size = min(batch_size, self.n)
         self.generator = generator
+        # (rank, processes): every process draws the same global batch and keeps its slice.
+        self.shard = shard
         self._order = torch.empty(0, dtype=torch.long)
         self._pos = self.n
 
@@ -45,6 +58,9 @@ class Batches:
             self._pos = 0
         idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
+        rank, size = self.shard
+        if size > 1:
+            idx = idx.tensor_split(size)[rank]
         return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
 
     def state_dict(self) -> dict[str, Any]:
@@ -64,6 +80,9 @@ class Model(nn.Module):
         spec, graph = program.spec, program.graph
         self.nets = nn.ModuleDict(build_networks(program, registry, device))
         self.to(device)
+        # What traces and terms call for each network: the plain modules, or during a training
+        # step what the trainer's execution chose (compiled, wrapped for several processes).
+        self.calls: dict[str, Any] = dict(self.nets.items())
         self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
         self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
         self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}
@@ -75,6 +94,8 @@ class Model(nn.Module):
             dataset.info,
         )
         self.fields = {v: graph.data_field(v) for v, var in spec.variables.items() if var.observed}
+        # Batches carry, beside each observed variable, the mask of a partially observed one.
+        self.batch_fields = {**self.fields, **{mask_key(v): var.mask for v, var in spec.variables.items() if var.observed and var.mask}}
         # How each trace produces each variable, resolved once: the hot path only looks up.
         self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
             "p": {v: (graph.p_source(v), graph.into(v, "generative")) for v in spec.variables},
@@ -97,7 +118,8 @@ class Model(nn.Module):
         return Trace(self, side, batch, n)
 
     def observed_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {v: batch[f] for v, f in self.fields.items() if f in batch}
+        """The observed variables (and masks) of a split's fields, keyed as a batch is."""
+        return {v: batch[f] for v, f in self.batch_fields.items() if f in batch}
 
     def sampled_variable(self) -> str | None:
         """The observed variable samples show: the first one the p-trace generates."""
@@ -161,7 +183,7 @@ class Trace:
         dist = self.conds.get(edge.name)
         if dist is None:
             kind, options, event_dims = self.model.edge_dist[edge.name]
-            out = self.model.nets[edge.net](*[self[p] for p in edge.parents])
+            out = self.model.calls[edge.net](*[self[p] for p in edge.parents])
             dist = self.conds[edge.name] = kind.make(out, event_dims, options)
         return dist
 
@@ -189,8 +211,8 @@ class StepContext:
     def q(self) -> Trace:
         return self.trace("q")
 
-    def net(self, name: str) -> nn.Module:
-        return self.model.nets[name]
+    def net(self, name: str) -> Any:
+        return self.model.calls[name]
 
 
 def memory_bytes(device: torch.device) -> int | None:
@@ -286,6 +308,7 @@ def load_dataset(program: Program, registry: Registry) -> Dataset:
         raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {_exc_text(exc)}.", ("data",), "check the dataset's options; if they are right, report it to the dataset plugin's authors.") from exc
     declared = program.option("data", "fields") or {}
     fields = [program.graph.data_field(v) for v, var in spec.variables.items() if var.observed]
+    fields += [var.mask for var in spec.variables.values() if var.observed and var.mask]
     check_dataset(name, dataset, {f: declared.get(f) for f in fields})
     return dataset
 

@@ -47,11 +47,12 @@ class Variable(_Strict):
     shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
     prior: str | None = Field(None, description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`")
     data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
+    mask: str | None = Field(None, description="data field that marks the rows observing this variable (1) and those hiding it (0): a partially observed variable, e.g. labels given for some rows only")
 
 
 class Network(_Open):
     arch: str = Field(description="registered architecture, e.g. `mlp`; its options sit beside it")
-    trainable: bool = True
+    trainable: bool = Field(True, description="false: a fixed network that no phase updates")
 
 
 class Edge(_Strict):
@@ -87,13 +88,13 @@ class Edge(_Strict):
 class TermRef(_Strict):
     term: str = Field(description="registered term, e.g. `elbo`, `adversarial.d`")
     on: str | None = Field(None, description="edge the term is attached to, when the graph has several candidates")
-    weight: float = 1.0
-    options: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(1.0, description="the term's factor in the phase's loss")
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
 
 
 class Optim(_Open):
     kind: str = Field("adam", description="registered optimizer: adam, adamw, sgd, rmsprop; torch options sit beside it")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="learning rate")
 
 
 class Phase(_Strict):
@@ -121,10 +122,10 @@ class Best(_Strict):
 
 
 class Train(_Strict):
-    steps: PositiveInt = 1000
-    batch_size: Size = 128
+    steps: PositiveInt = Field(1000, description="training steps; each runs every phase due (times its `repeats`)")
+    batch_size: Size = Field(128, description="samples per batch, of data and of the p-trace")
     seed: int = Field(0, ge=0, lt=2**63, description="seed of every random stream of the run (torch takes 64-bit seeds)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`: CUDA when there is a GPU, else the CPU")
     log_every: PositiveInt = Field(100, description="steps between metric rows and log lines")
     sample_every: int = Field(0, ge=0, description="steps between sample pictures; 0: only at the end")
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
@@ -137,20 +138,26 @@ class Train(_Strict):
     )
     optim: Optim = Field(default_factory=Optim, description="default optimizer of every phase")
     best: Best | None = Field(None, description="keep the checkpoint with the best value of a metric, among the evaluations (`eval_every` and the end), as `checkpoints/best`")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the networks' forward passes: `bf16` autocasts to bfloat16 (CUDA and CPU); `fp16` autocasts to float16 with a gradient scaler per phase (CUDA only)",
+    )
+    compile: bool = Field(False, description="run every network through `torch.compile` (slow to warm up; pays off on long runs)")
+    sync_batchnorm: bool = Field(False, description="under torch.distributed, turn batch-norm layers into SyncBatchNorm so that they normalise over the global batch")
 
 
 class Spec(_Strict):
     unigen: Literal[1] = Field(description="spec format version")
     name: str = Field(pattern=SPEC_NAME)
     family: str | None = Field(None, description="registered family whose defaults fill what the spec leaves out")
-    description: str = ""
+    description: str = Field("", description="one line about the model")
     data: Data
     variables: dict[str, Variable]
     networks: dict[str, Network]
     edges: list[Edge]
     phases: list[Phase] = Field(description="alternating training phases")
     metrics: list[str] | None = Field(None, description="metrics to report; default: every registered metric that applies")
-    train: Train = Field(default_factory=Train)
+    train: Train = Field(default_factory=Train, description="training settings")
 
     @field_validator("variables", "networks")
     @classmethod
@@ -185,10 +192,25 @@ def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = No
     if not isinstance(raw, dict):
         raise smap.error([Diagnostic("S002", f"the spec is {_kind_of(raw)}; expected a mapping of keys such as `unigen: 1` and `name: ...`.", hint="start the file with `unigen: 1` and `name: ...` lines, without a leading `-`.")])
     given = copy.deepcopy(raw)
-    doc = apply_overrides(raw, overrides or [], smap)
+    overrides = overrides or []
+    late: list[str] = []
+    if registry is not None and isinstance(apply_overrides(raw, [o for o in overrides if o.partition("=")[0].strip() == "family"], smap).get("family"), str):
+        # An override may address what only the family fills in (`phases.elbo.repeats=2` on a
+        # spec that names `family: vae` and no phases): such ones apply after the family.
+        late = [o for o in overrides if not _applies(raw, o)]
+    doc = apply_overrides(raw, [o for o in overrides if o not in late], smap)
     if registry is not None and isinstance(doc.get("family"), str):
         doc = registry.complete_family(doc, smap)
+    doc = apply_overrides(doc, late, smap)
     return validate_document(doc, smap), smap, given
+
+
+def _applies(doc: dict[str, Any], override: str) -> bool:
+    try:
+        apply_overrides(doc, [override])
+    except UnigenError:
+        return False
+    return True
 
 
 def validate_document(doc: dict[str, Any], smap: SourceMap) -> Spec:
@@ -490,8 +512,14 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     return spec.model_dump(mode="json", exclude_none=True)
 
 
+# Draft-07: the draft editors' YAML support (redhat's yaml-language-server, VS Code's YAML
+# extension) validates and completes with; its shared definitions live under `definitions`.
+SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
+
+
 def json_schema() -> dict[str, Any]:
-    schema = Spec.model_json_schema()
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema = Spec.model_json_schema(ref_template="#/definitions/{model}")
+    schema["definitions"] = schema.pop("$defs", {})
+    schema["$schema"] = SCHEMA_DRAFT
     schema["title"] = "unigen spec"
     return schema

@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
+from . import distributed
+from .distributed import World
 from .errors import UnigenError
+from .execution import Execution
 from .program import PhasePlan, Program
 from .registry import Registry
 from .runtime import Batches, Model, StepContext, pick_device
@@ -64,24 +67,31 @@ class PhaseRunner:
     optimizer: torch.optim.Optimizer
     params: list[torch.nn.Parameter]
     last: dict[str, torch.Tensor] = field(default_factory=dict)  # term label -> last value (detached)
+    scaler: Any = None  # fp16: the phase's gradient scaler
+    index: int = 0  # its place in the program
 
 
 class Trainer:
     """Builds the model and one optimizer per phase; `step()` runs one training step."""
 
-    def __init__(self, program: Program, registry: Registry, device: str | None = None) -> None:
+    def __init__(self, program: Program, registry: Registry, device: str | None = None, world: World | None = None) -> None:
         self.program, self.registry = program, registry
         spec = program.spec
-        self.device = pick_device(device or spec.train.device)
+        self.world = world = world or distributed.SINGLE
+        self.device = distributed.device_for(world, pick_device(device or spec.train.device))
+        # Each process computes its share of the global batch (the whole of it when alone).
+        self.batch_size = distributed.shard_size(world, spec.train.batch_size)
         self.generator = seed_everything(spec.train.seed)
         self.model = Model(program, registry, self.device)
-        self.batch_size = spec.train.batch_size
-        train = {v: self.model.dataset.train[f] for v, f in self.model.fields.items()}
-        self.batches = Batches(train, self.batch_size, self.generator) if train else None
+        if world.rank:  # networks are built alike on every rank; noise differs from here on
+            torch.manual_seed(world.noise_seed(spec.train.seed))
+        train = {k: self.model.dataset.train[f] for k, f in self.model.batch_fields.items()}
+        self.batches = Batches(train, spec.train.batch_size, self.generator, (world.rank, world.size)) if train else None
         self.all_params = [p for n, net in self.model.nets.items() if spec.networks[n].trainable for p in net.parameters()]
         for n, net in self.model.nets.items():
             if not spec.networks[n].trainable:
                 net.requires_grad_(False)
+        self.execution = Execution(self.model, program.phases, spec.train, world, self.device)
         self.runners: list[PhaseRunner] = []
         for i, plan in enumerate(program.phases):
             params = [p for n in plan.update for p in self.model.nets[n].parameters()]
@@ -90,15 +100,24 @@ class Trainer:
                 optimizer = make(params, **plan.optim_options)
             except Exception as exc:  # validation builds each optimizer once; this is the backstop
                 raise UnigenError.one("G016", f"the optimizer `{plan.optim}` of phase `{plan.name}` cannot be built: {type(exc).__name__}: {exc}.", ("phases", i, "optim"), "fix its options.") from exc
-            self.runners.append(PhaseRunner(plan, optimizer, params))
+            self.runners.append(PhaseRunner(plan, optimizer, params, scaler=self.execution.scaler(), index=i))
         self.step_count = 0
         self._frozen_for: PhaseRunner | None = None
-        # Non-finite losses. Where reading a loss costs nothing (the CPU) or the policy must know
-        # before `optimizer.step` (`skip`), each phase loss is read at once; elsewhere the
-        # finiteness flags of a step's phases are read together, once, at the end of the step.
+        # Non-finite losses. Where reading a loss costs nothing (one process on the CPU) or the
+        # policy must know before `optimizer.step` (`skip`), each phase loss is read at once
+        # (agreed between processes). Several processes read the finiteness flags of a step's
+        # phases together at its end (one allreduce). One process on a GPU keeps them on the
+        # device and reads them at the steps where a good state may be taken (logged steps,
+        # checkpoints, the last step) or when `check_pending` is called: no host
+        # synchronisation inside a step. `raise` and `rollback` return to the last good state
+        # either way, so reading late changes nothing but the steps spent past a bad one.
         self.on_nonfinite = spec.train.on_nonfinite
-        self.check_each_phase = self.device.type == "cpu" or self.on_nonfinite == "skip"
+        self.check_each_phase = (self.device.type == "cpu" and not world.active) or self.on_nonfinite == "skip"
+        self.defer_checks = not self.check_each_phase and not world.active
         self._flags: list[tuple[PhaseRunner, torch.Tensor]] = []
+        self._pending: list[tuple[int, PhaseRunner, torch.Tensor, dict[str, torch.Tensor]]] = []
+        self._check_at = [spec.train.log_every] + ([spec.train.checkpoint_every] if spec.train.checkpoint_every else [])
+        self._final = spec.train.steps
         self.nonfinite: dict[str, int] = {"skipped": 0, "rolled_back": 0}
         self.on_skip: Callable[[dict[str, Any]], None] | None = None  # told of each skipped update
         # Health warnings: symptom key -> logged steps in a row it was seen; and those reported.
@@ -122,6 +141,13 @@ class Trainer:
             p.requires_grad_(True)
 
     def run_phase(self, runner: PhaseRunner) -> None:
+        self.execution.enter(runner.index)
+        try:
+            self._run_phase(runner)
+        finally:
+            self.execution.leave()
+
+    def _run_phase(self, runner: PhaseRunner) -> None:
         plan = runner.plan
         self._freeze_for(runner)
         for _ in range(plan.repeats):
@@ -131,7 +157,8 @@ class Trainer:
             loss: torch.Tensor | None = None
             for t in plan.terms:
                 try:
-                    value = t.bound.loss(ctx)
+                    with self.execution.autocast():
+                        value = t.bound.loss(ctx)
                     if not isinstance(value, torch.Tensor) or value.numel() != 1:
                         got = f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
                         raise TypeError(f"the term returned {got}; expected a tensor holding one number")
@@ -141,21 +168,31 @@ class Trainer:
                     raise self._failed(runner, t, ctx, exc) from exc
                 if value.dim():
                     value = value.reshape(())
+                if value.dtype != torch.float32 and self.execution.dtype is not None:
+                    value = value.float()  # losses are summed and reported in full precision
                 runner.last[t.label] = value.detach()
                 if t.weight != 1:  # x * 1.0 is x exactly; skipping it saves an op and its backward
                     value = value * t.weight
                 loss = value if loss is None else loss + value
             assert loss is not None, "validation guarantees every phase has terms"
             if self.check_each_phase:
-                if not math.isfinite(loss.item()):
+                finite = math.isfinite(loss.item()) if not self.world.active else bool(self.world.all_true(torch.isfinite(loss.detach())))
+                if not finite:
                     self._nonfinite(runner, loss)  # raises NonFiniteLoss unless the policy is `skip`
                     continue  # skipped: no backward, no optimizer step
+            elif self.defer_checks:
+                self._pending.append((self.step_count + 1, runner, torch.isfinite(loss.detach()), dict(runner.last)))
             else:
                 self._flags.append((runner, torch.isfinite(loss.detach())))
             runner.optimizer.zero_grad(set_to_none=True)
             try:
-                loss.backward()
-                runner.optimizer.step()
+                if runner.scaler is not None:
+                    runner.scaler.scale(loss).backward()
+                    runner.scaler.step(runner.optimizer)
+                    runner.scaler.update()
+                else:
+                    loss.backward()
+                    runner.optimizer.step()
             except (UnigenError, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -192,12 +229,31 @@ class Trainer:
         for runner in self.runners:
             if s % runner.plan.every == 0:
                 self.run_phase(runner)
+        self.execution.after_step()
         if self._flags:
             flags, self._flags = self._flags, []
-            if not bool(torch.stack([f for _, f in flags]).all()):  # the step's one host sync
-                runner = next(r for r, f in flags if not bool(f))
+            ok = self.world.all_true(torch.stack([f for _, f in flags]))
+            if not bool(ok.all()):  # the step's one host sync
+                runner = next(r for (r, _), f in zip(flags, ok.tolist()) if not f)
                 raise NonFiniteLoss(self._event(runner, None))
         self.step_count += 1
+        due = self.step_count == self._final or any(self.step_count % k == 0 for k in self._check_at)
+        if due and self._pending:
+            self.check_pending()
+        if self.world.active and due:
+            distributed.check_in_step(self.world, {n: self.model.nets[n] for n in self.execution.wrapped}, self.step_count)
+
+    def check_pending(self) -> None:
+        """Read the finiteness flags kept on the device since the last read (one host
+        synchronisation); raise `NonFiniteLoss` for the first phase loss that was not finite."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        ok = torch.stack([f for _, _, f, _ in pending]).tolist()
+        for (step, runner, _, last), fine in zip(pending, ok):
+            if not fine:
+                terms = [(label, float(v)) for label, v in last.items() if not math.isfinite(float(v))]
+                raise NonFiniteLoss({"step": step, "phase": runner.plan.name, "terms": terms, "loss": None})
 
     def _event(self, runner: PhaseRunner, loss: torch.Tensor | None) -> dict[str, Any]:
         terms = [(label, float(v)) for label, v in runner.last.items() if not math.isfinite(float(v))]
@@ -327,7 +383,13 @@ class Trainer:
         rng: dict[str, Any] = {"torch": torch.random.get_rng_state(), "generator": self.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        extra: dict[str, Any] = {}
+        if self.world.active:  # every rank's noise streams, so that each continues its own
+            extra["rng_ranks"] = self.world.gather(rng)
+        if any(r.scaler is not None for r in self.runners):
+            extra["scalers"] = {r.plan.name: r.scaler.state_dict() for r in self.runners if r.scaler is not None}
         return {
+            **extra,
             "step": self.step_count,
             "nets": self.model.nets.state_dict(),
             "optimizers": {r.plan.name: r.optimizer.state_dict() for r in self.runners},
@@ -345,15 +407,25 @@ class Trainer:
             r.last.clear()
         if self.batches and state.get("batches"):
             self.batches.load_state_dict(state["batches"])
-        torch.random.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["generator"])
-        if self.device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        rng = state["rng"]
+        ranks = state.get("rng_ranks")
+        if self.world.active and ranks is not None and len(ranks) == self.world.size:
+            rng = ranks[self.world.rank]
+        torch.random.set_rng_state(rng["torch"])
+        self.generator.set_state(state["rng"]["generator"])  # the data order is rank 0's on every rank
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.world.rank and rng is state["rng"]:  # saved by another number of processes
+            torch.manual_seed(self.world.noise_seed(self.program.spec.train.seed + self.step_count))
+        for r in self.runners:
+            if r.scaler is not None and (state.get("scalers") or {}).get(r.plan.name):
+                r.scaler.load_state_dict(state["scalers"][r.plan.name])
         self.nonfinite.update({k: int(v) for k, v in (state.get("nonfinite") or {}).items()})
         health = state.get("health") or {}
         self._streaks = {str(k): int(v) for k, v in (health.get("streaks") or {}).items()}
         self.health_warnings = [dict(w) for w in health.get("warnings") or []]
         self._flags = []
+        self._pending = []
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the state, in memory: what `rollback` returns to."""
@@ -370,6 +442,7 @@ class Trainer:
             r.optimizer.load_state_dict(optimizers[r.plan.name])
             r.last.clear()
         self._flags = []
+        self._pending = []
         self.nonfinite["rolled_back"] += 1
 
 

@@ -252,6 +252,11 @@ def _variables(graph: ModelGraph, registry: Registry, out: Checked) -> None:
         if var.prior is not None and registry.has("distributions", var.prior):
             for msg in registry.get("distributions", var.prior).check(tuple(var.shape)):
                 d.append(Diagnostic("G012", f"prior `{var.prior}` of `{vname}`: {msg}", ("variables", vname, "shape"), f"change the shape of `{vname}` or its prior."))
+        if var.mask is not None:
+            if not var.observed:
+                d.append(Diagnostic("G020", f"latent variable `{vname}` has a `mask`, which marks the rows that observe a variable; a latent one is observed in none.", ("variables", vname, "mask"), f"write `observed: true` on `{vname}`, or remove `mask`."))
+            elif fields and var.mask not in fields:
+                d.append(Diagnostic("G020", f"the mask of `{vname}` is the data field `{var.mask}`, which dataset `{spec.data.source}` does not have; expected one of its fields.", ("variables", vname, "mask"), f"use one of: {', '.join(sorted(fields))}; or set the dataset's options that provide a mask (e.g. `labelled_fraction` of `digits`)."))
 
 
 def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from unigen import hookimpl
 
-from . import data, dists, metrics, nets, optim
+from . import data, dists, metrics, nets, optim, trackers
 
 
 @hookimpl
@@ -40,3 +40,9 @@ def unigen_register_optimizers(register: Any) -> None:
 @hookimpl
 def unigen_register_metrics(register: Any) -> None:
     register("modes", metrics.ModeCoverage())
+
+
+@hookimpl
+def unigen_register_trackers(register: Any) -> None:
+    register("csv", trackers.CSVTracker)
+    register("tensorboard", trackers.TensorBoardTracker)

@@ -22,6 +22,8 @@ class DigitsOptions(Options):
     flatten: bool = Field(True, description="x of shape [64]; false gives [1, 8, 8]")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = Field(0, description="seed of the fixed train/test split (not the training seed)")
+    labelled_fraction: float = Field(1.0, gt=0, le=1, description="below 1: only this fraction of the training rows keep their label (the same fraction of each class); the field `labelled` (1/0) marks them, the hidden rows' `y` is all zeros; the test split keeps every label")
+    label_seed: int = Field(0, description="seed of the choice of the labelled rows (not the training seed)")
 
 
 class Digits(DatasetKind):
@@ -29,7 +31,10 @@ class Digits(DatasetKind):
     doc = "scikit-learn's bundled 8x8 digits: x in [0,1] (or binary), y one-hot over 10 classes"
 
     def fields(self, o: DigitsOptions) -> dict[str, tuple[int, ...]]:
-        return {"x": (64,) if o.flatten else (1, 8, 8), "y": (10,)}
+        out: dict[str, tuple[int, ...]] = {"x": (64,) if o.flatten else (1, 8, 8), "y": (10,)}
+        if o.labelled_fraction < 1:
+            out["labelled"] = ()
+        return out
 
     def load(self, o: DigitsOptions) -> Dataset:
         from sklearn.datasets import load_digits
@@ -45,11 +50,28 @@ class Digits(DatasetKind):
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(o.split_seed))
         n_test = int(round(len(x) * o.test_fraction))
         test, train = perm[:n_test], perm[n_test:]
-        return Dataset(
-            {"x": x[train], "y": y[train], "label": labels[train]},
-            {"x": x[test], "y": y[test], "label": labels[test]},
-            {"image_shape": (8, 8), "classes": 10},
-        )
+        train_fields = {"x": x[train], "y": y[train], "label": labels[train]}
+        test_fields = {"x": x[test], "y": y[test], "label": labels[test]}
+        if o.labelled_fraction < 1:
+            keep = labelled_rows(labels[train], o.labelled_fraction, o.label_seed)
+            # Hidden labels are gone from the training split, so nothing can read them by mistake.
+            train_fields["y"] = train_fields["y"] * keep[:, None]
+            train_fields["label"] = torch.where(keep.bool(), train_fields["label"], torch.full_like(train_fields["label"], -1))
+            train_fields["labelled"] = keep
+            test_fields["labelled"] = torch.ones(len(test))
+        return Dataset(train_fields, test_fields, {"image_shape": (8, 8), "classes": 10})
+
+
+def labelled_rows(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """1.0 for the rows that keep their label: round(fraction * count) of each class (at least
+    one), chosen by `seed`; 0.0 elsewhere."""
+    gen = torch.Generator().manual_seed(seed)
+    keep = torch.zeros(len(labels))
+    for c in torch.unique(labels).tolist():
+        rows = (labels == c).nonzero().flatten()
+        k = max(1, int(round(fraction * len(rows))))
+        keep[rows[torch.randperm(len(rows), generator=gen)[:k]]] = 1.0
+    return keep
 
 
 class MixtureOptions(Options):

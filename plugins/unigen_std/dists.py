@@ -43,7 +43,8 @@ class DiagNormal(Distribution):
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.loc.shape
-        return self.loc + self.scale * torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return noise if self.standard else self.loc + self.scale * noise  # N(0, I): 0 + 1 * e is e
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
@@ -123,6 +124,7 @@ class DeterministicDist(Dist):
 class CategoricalDist(Dist):
     reparam = False
     can_be_prior = True
+    enumerable = True
     doc = "one-hot categorical over shape [K]; the network outputs logits; prior uniform"
 
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:

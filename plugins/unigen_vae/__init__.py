@@ -1,4 +1,5 @@
-"""The VAE family: the evidence lower bound as a term, a `vae` family and held-out ELBO.
+"""The VAE family: the evidence lower bound as a term, a `vae` family and held-out ELBO;
+`aa_elbo`, the adversary-activated VAE's term on generated samples.
 
 In the unifying view, the ELBO is the wake phase with reparameterisation: the q-trace
 (data through inference edges) is scored by the generative joint, and both theta and eta
@@ -11,6 +12,7 @@ from typing import Any
 
 from unigen import hookimpl
 
+from .aa import AAELBO
 from .iwae import IWAEBound
 from .terms import ELBO, HeldOutELBO, VAEFamily
 
@@ -18,6 +20,7 @@ from .terms import ELBO, HeldOutELBO, VAEFamily
 @hookimpl
 def unigen_register_terms(register: Any) -> None:
     register("elbo", ELBO())
+    register("aa_elbo", AAELBO())
 
 
 @hookimpl

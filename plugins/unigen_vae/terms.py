@@ -1,4 +1,10 @@
-"""-ELBO = -E_q[log p(x | z)] + beta * KL(q(z | x) || p(z)), derived from the graph's edges."""
+"""-ELBO = -E_q[log p(x | z)] + beta * KL(q(z | x) || p(z)), derived from the graph's edges.
+
+A partially observed variable (an observed variable with a `mask`, e.g. a label given for some
+rows only) with an enumerable inference edge q(y | x) is summed out where a row hides it, as in
+Kingma et al. (2014), M2: such a row's bound is sum_y q(y|x) L(x, y) + KL(q(y|x) || p(y)),
+where L(x, y) is the bound of the row with y observed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from torch.distributions import kl_divergence
 from unigen.graph import EdgeInfo, ModelGraph
 from unigen.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
 from unigen.registry import Registry
-from unigen.runtime import Model, StepContext
+from unigen.runtime import Model, StepContext, Trace, observed_rows
 
 
 class ELBOOptions(Options):
@@ -24,13 +30,33 @@ class _Plan:
     recon: tuple[EdgeInfo, ...]  # generative edges into observed variables: -log p(x | pa)
     kls: tuple[tuple[str, EdgeInfo, EdgeInfo | None], ...]  # (latent, q edge, p edge or None for the prior)
     priors: tuple[str, ...]  # observed roots with a prior: -log p(y)
+    # A partially observed variable: (variable, its inference edge, its generative edge or None
+    # for its prior). Its own -log p(y | pa) is kept out of `recon` and `priors`.
+    partial: tuple[str, EdgeInfo, EdgeInfo | None] | None = None
+    mask: str = ""  # the data field that marks the rows observing the partial variable
 
 
 def plan_elbo(graph: ModelGraph, registry: Registry) -> _Plan:
     spec = graph.spec
     recon, kls, priors = [], [], []
+    partial = [v for v, var in spec.variables.items() if var.observed and var.mask]
+    if len(partial) > 1:
+        raise TermError(f"{len(partial)} partially observed variables ({', '.join(f'`{v}`' for v in partial)}); the ELBO sums out at most one where a row hides it.", "keep `mask` on one variable.")
+    found: tuple[str, EdgeInfo, EdgeInfo | None] | None = None
     for v, var in spec.variables.items():
         gen = graph.into(v, "generative")
+        if var.observed and var.mask:
+            inf = graph.into(v, "inference")
+            if inf is None:
+                raise TermError(f"`{v}` is partially observed (`mask: {var.mask}`) but has no inference edge, so rows that hide it cannot infer it.", f"add e.g. `{{inference: x -> {v}, net: classifier, dist: categorical}}`.")
+            if not getattr(registry.get("distributions", inf.dist), "enumerable", False):
+                raise TermError(f"inference edge `{inf.name}` into the partially observed `{v}` is `{inf.dist}`, whose values cannot be listed, so rows that hide `{v}` cannot sum it out.", "use an enumerable distribution such as `dist: categorical`.")
+            if gen is None and not var.prior:
+                raise TermError(f"partially observed `{v}` has neither a prior nor a generative edge, so p({v}) is undefined.", f"add `prior: categorical` to `{v}`.")
+            if gen is not None and not registry.get("distributions", gen.dist).has_density:
+                raise TermError(f"generative edge `{gen.name}` into `{v}` has no density.", "give it `dist: categorical`.")
+            found = (v, inf, gen)
+            continue
         if var.observed:
             if gen is not None:
                 if not registry.get("distributions", gen.dist).has_density:
@@ -49,7 +75,20 @@ def plan_elbo(graph: ModelGraph, registry: Registry) -> _Plan:
         kls.append((v, inf, gen))
     if not recon:
         raise TermError("no generative edge with a density leads into an observed variable, so there is nothing to reconstruct.", "add e.g. `{generative: z -> x, net: decoder, dist: bernoulli}`.")
-    return _Plan(tuple(recon), tuple(kls), tuple(priors))
+    return _Plan(tuple(recon), tuple(kls), tuple(priors), found, spec.variables[found[0]].mask or "" if found else "")
+
+
+def plan_nets(graph: ModelGraph, plan: _Plan) -> set[str]:
+    """The trainable networks the bound depends on."""
+    nets: set[str] = set()
+    for e in plan.recon:
+        nets |= graph.nets_of(e)
+    for _, inf, gen in plan.kls:
+        nets |= graph.nets_of(inf) | (graph.nets_of(gen) if gen else set())
+    if plan.partial is not None:
+        _, inf, gen = plan.partial
+        nets |= graph.nets_of(inf) | (graph.nets_of(gen) if gen else set())
+    return nets
 
 
 def _kl(q: torch.distributions.Distribution, p: torch.distributions.Distribution, value: torch.Tensor) -> torch.Tensor:
@@ -59,9 +98,8 @@ def _kl(q: torch.distributions.Distribution, p: torch.distributions.Distribution
         return q.log_prob(value) - p.log_prob(value)  # single-sample Monte Carlo estimate
 
 
-def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-example reconstruction and KL parts of -ELBO, in nats (KL None without latents)."""
-    q = ctx.q
+def _bound(q: Trace, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-row reconstruction and KL parts of -ELBO on one q-trace, every variable observed."""
     rec: torch.Tensor | None = None
     for e in plan.recon:
         assert e.child is not None
@@ -79,11 +117,64 @@ def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Ten
     return rec, kl
 
 
+def _log_p_partial(q: Trace, plan: _Plan) -> torch.Tensor:
+    v, _, gen = plan.partial  # type: ignore[misc]
+    return (q.prior(v) if gen is None else q.cond(gen)).log_prob(q[v])
+
+
+def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-example reconstruction and KL parts of -ELBO, in nats (KL None without latents).
+
+    With a partially observed variable y, a row that observes it gets -log p(y) in its
+    reconstruction part; a row that hides it is computed once for each value k of y (in one
+    batch: the observing rows first, then each hiding row repeated for k = 1..K) and gets
+    sum_k q(k|x) rec_k as its reconstruction part and sum_k q(k|x) KL_k + KL(q(y|x) || p(y)) as
+    its KL part.
+    """
+    if plan.partial is None:
+        return _bound(ctx.q, plan)
+    y, inf, _ = plan.partial
+    batch = ctx.batch or {}
+    seen = observed_rows(batch, y, ctx.n)
+    if seen is None or bool(seen.all()):
+        rec, kl = _bound(ctx.q, plan)
+        return rec - _log_p_partial(ctx.q, plan), kl
+    hidden_q = ctx.q.cond(inf)
+    support = hidden_q.enumerate_support()  # (K, n, *shape): each value of y, for every row
+    log_q = hidden_q.log_prob(support).transpose(0, 1)  # (n, K)
+    n_k = support.shape[0]
+    on, off = seen.nonzero().flatten(), (~seen).nonzero().flatten()
+    n_on, n_off = len(on), len(off)
+    values = {k: t for k, t in batch.items() if k in ctx.model.fields}
+    expanded = {k: torch.cat([t[on], t[off].repeat_interleave(n_k, 0)]) for k, t in values.items()}
+    expanded[y] = torch.cat([values[y][on], support[:, off].transpose(0, 1).reshape(n_off * n_k, *support.shape[2:]).to(values[y].dtype)])
+    inner = StepContext(ctx.model, expanded, n_on + n_off * n_k)
+    rec_all, kl_all = _bound(inner.q, plan)
+    log_p = _log_p_partial(inner.q, plan)
+    weights = log_q[off].exp()  # (n_off, K)
+    rec_on = rec_all[:n_on] - log_p[:n_on]
+    rec_off = (weights * rec_all[n_on:].view(n_off, n_k)).sum(1)
+    kl_y = (weights * (log_q[off] - log_p[n_on:].view(n_off, n_k))).sum(1)  # KL(q(y|x) || p(y))
+    order = torch.argsort(torch.cat([on, off]))  # back to the batch's row order
+    rec = torch.cat([rec_on, rec_off])[order]
+    if kl_all is None:
+        kl = torch.cat([torch.zeros_like(rec_on), kl_y])[order]
+    else:
+        kl = torch.cat([kl_all[:n_on], (weights * kl_all[n_on:].view(n_off, n_k)).sum(1) + kl_y])[order]
+    return rec, kl
+
+
 def _formula(plan: _Plan, beta: float) -> str:
     rec = " + ".join(f"-E_q[log p({e.child}|{','.join(e.parents)})]" for e in plan.recon)
     kls = " + ".join(f"KL(q({v}|{','.join(inf.parents)}) || p({v}{'|' + ','.join(gen.parents) if gen else ''}))" for v, inf, gen in plan.kls)
     b = "" if beta == 1 else f"{beta:g} * "
-    return rec + (f" + {b}{kls}" if kls else "")
+    text = rec + (f" + {b}{kls}" if kls else "")
+    if plan.partial is not None:
+        y, inf, gen = plan.partial
+        p_y = f"p({y}|{','.join(gen.parents)})" if gen else f"p({y})"
+        mask, given = plan.mask, ",".join(inf.parents)
+        text = f"L = {text}; rows where {mask}: L - log {p_y}; other rows sum {y} out: E_q({y}|{given})[L] + {b}KL(q({y}|{given}) || {p_y})"
+    return text
 
 
 class ELBO(Term):
@@ -100,12 +191,7 @@ class ELBO(Term):
                 return rec.mean()
             return (rec + (kl if beta == 1 else beta * kl)).mean()
 
-        nets = set()
-        for e in plan.recon:
-            nets |= site.graph.nets_of(e)
-        for _, inf, gen in plan.kls:
-            nets |= site.graph.nets_of(inf) | (site.graph.nets_of(gen) if gen else set())
-        return Bound(loss, _formula(plan, beta), frozenset("q"), frozenset(nets))
+        return Bound(loss, _formula(plan, beta), frozenset("q"), frozenset(plan_nets(site.graph, plan)))
 
 
 class HeldOutELBO(Metric):
