@@ -134,9 +134,10 @@ class Arch(ABC):
         return []
 
     def feature_layers(self, options: Any) -> list[tuple[int, ...]]:
-        """The shapes of the intermediate layers the built module exposes as
-        `module.features(*inputs, layer=k)` (k = 1, 2, ...); none by default. Terms that compare
-        values in a network's feature space (VAE/GAN's reconstruction) read them."""
+        """The shapes of the hidden layers the built module exposes (none by default).
+
+        Layer k (1, 2, ...) is read as `module.features(*inputs, layer=k)`; terms that compare
+        values in a network's feature space (VAE/GAN's reconstruction) use them."""
         return []
 
 
