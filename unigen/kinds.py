@@ -133,6 +133,13 @@ class Arch(ABC):
     def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
         return []
 
+    def feature_layers(self, options: Any) -> list[tuple[int, ...]]:
+        """The shapes of the hidden layers the built module exposes (none by default).
+
+        Layer k (1, 2, ...) is read as `module.features(*inputs, layer=k)`; terms that compare
+        values in a network's feature space (VAE/GAN's reconstruction) use them."""
+        return []
+
 
 # -------------------------------------------------------------------- datasets
 

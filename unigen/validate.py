@@ -194,13 +194,12 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
             # A generative parent does not make data optional: the q-trace reads every
             # observed variable from the batch, whatever generates it in the p-trace.
             d.append(Diagnostic("G005", f"observed variable `{vname}` has no data: dataset `{spec.data.source}` has no field `{graph.data_field(vname)}`; expected one of its fields.", ("variables", vname), f"bind it with `data: <field>` to one of: {', '.join(sorted(fields))}; or make it latent."))
+    inf = graph.inference_dag()
     for e in graph.of_kind("inference"):
         assert e.child is not None
-        child = spec.variables[e.child]
-        all_observed = child.observed and all(spec.variables[p].observed for p in e.parents)
         explains = any(nx.has_path(gen, e.child, p) for p in e.parents)
-        if not (explains or all_observed):
-            d.append(Diagnostic("G006", f"inference edge `{e.name}` ({', '.join(e.parents)} -> {e.child}) approximates no posterior: no generative path leads from `{e.child}` to {', '.join('`' + p + '`' for p in e.parents)}, and they are not all observed.", e.path + ("inference",), f"add a generative edge from `{e.child}` towards the variables it is inferred from, or make it a supervised edge between observed variables."))
+        if not (explains or _supervised(graph, inf, e)):
+            d.append(Diagnostic("G006", f"inference edge `{e.name}` ({', '.join(e.parents)} -> {e.child}) approximates no posterior: no generative path leads from `{e.child}` to {', '.join('`' + p + '`' for p in e.parents)}, and it is no step of a supervised chain between observed variables.", e.path + ("inference",), f"add a generative edge from `{e.child}` towards the variables it is inferred from, or make it a supervised edge between observed variables (possibly through latent features, `x -> h -> y`)."))
     for e in graph.of_kind("adversarial"):
         if len(e.real) != len(e.fake):
             d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares {len(e.real)} real variable(s) with {len(e.fake)} fake one(s).", e.path, "give both sides the same number of variables."))
@@ -217,6 +216,25 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
 
 
+def _supervised(graph: ModelGraph, inf: nx.DiGraph, e: EdgeInfo) -> bool:
+    """A supervised step: every parent is observed or inferred, and the child is observed (a
+    label) or a learnt representation (`x -> h -> y`, h the features of a predictor of y)."""
+    spec = graph.spec
+    assert e.child is not None
+    if not all(spec.variables[p].observed or graph.q_source(p) == "edge" for p in e.parents):
+        return False
+    return spec.variables[e.child].observed or representation(graph, e.child)
+
+
+def representation(graph: ModelGraph, var: str) -> bool:
+    """A latent that only the q-trace computes: no prior and no generative edge in or out, but
+    an inference edge into it (learnt features). The p-trace never needs it, so it needs no prior."""
+    v = graph.spec.variables[var]
+    if v.observed or v.prior or graph.into(var, "inference") is None:
+        return False
+    return not any(e.child == var or var in e.parents for e in graph.of_kind("generative"))
+
+
 def _used_anywhere(graph: ModelGraph, var: str) -> bool:
     return any(var in e.variables or any(v == var for _, v in e.real + e.fake) for e in graph.edges)
 
@@ -226,7 +244,7 @@ def _variables(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     spec, d = graph.spec, out.diagnostics
     fields = out.options.get(("data", "fields"), {})
     for vname, var in spec.variables.items():
-        if not var.observed and graph.into(vname, "generative") is None and var.prior is None:
+        if not var.observed and graph.into(vname, "generative") is None and var.prior is None and not representation(graph, vname):
             d.append(Diagnostic("G004", f"latent root `{vname}` has no prior, so the p-trace cannot sample it; expected a prior or a generative edge into it.", ("variables", vname), f"add `prior: normal` (or `categorical`) to `{vname}`, or a generative edge into it."))
         field = graph.data_field(vname)
         if var.observed and field in fields and tuple(fields[field]) != tuple(var.shape):

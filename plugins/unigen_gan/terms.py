@@ -1,4 +1,15 @@
-"""The two sides of an adversarial link as terms, and the `gan` family's defaults."""
+"""The two sides of an adversarial link as terms, and the `gan` family's defaults.
+
+Options of the terms (`{term: adversarial.g, options: {...}}`):
+
+- `importance_weighted` (G side): Hu et al. 2018's importance-weighted GAN. With a
+  discriminator D = sigmoid(logit) that reads as q(y = real | x), the generator's loss of each
+  fake sample is weighted by w_i = D(x_i) / (1 - D(x_i)) = exp(logit_i), normalised over the
+  batch (a softmax of the logits) and detached, so it is a weighting of the gradient only.
+- `reconstructions` (both sides): the fake side is also judged on reconstructions, the fake
+  variables regenerated from the q-trace (x~ = decoder(q.z)), as in VAE/GAN (Larsen et al.
+  2016). Each loss is the mean of its value on the generated and on the reconstructed fakes.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from pydantic import Field
 
 from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Family, Site, Term, merge_defaults
+from unigen.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
 from unigen.runtime import StepContext
 
 from .objectives import packed, r1_penalty
@@ -30,13 +42,107 @@ def _show(refs: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{t}.{v}" for t, v in refs)
 
 
+# ------------------------------------------------------------ reconstructions
+
+Recon = tuple[tuple[str, "EdgeInfo | None"], ...]  # per fake item: (variable, generative edge or None: taken from the q-trace)
+
+
+def recon_plan(graph: ModelGraph, e: EdgeInfo) -> Recon:
+    """How each fake item of link `e` is reconstructed from the q-trace: a variable with a
+    generative edge whose parents the q-trace supplies (one of them inferred) is regenerated
+    by that edge; any other variable is the q-trace's own value (a label in a joint link)."""
+    plan: list[tuple[str, EdgeInfo | None]] = []
+    for _, v in e.fake:
+        gen = graph.into(v, "generative")
+        sources = [graph.q_source(p) for p in gen.parents] if gen is not None else []
+        if gen is not None and "none" not in sources and "edge" in sources:
+            plan.append((v, gen))
+        elif graph.q_source(v) != "none":
+            plan.append((v, None))
+        else:
+            raise TermError(
+                f"`reconstructions` judges the fake side's variables regenerated from the q-trace, but `{v}` has neither a generative edge whose parents the q-trace infers nor a value in the q-trace.",
+                f"add an inference edge into the parents of `{v}`'s generative edge (e.g. `{{inference: {v} -> z, net: encoder, dist: normal}}`), or drop `reconstructions`.",
+            )
+    if all(gen is None for _, gen in plan):
+        raise TermError(
+            f"`reconstructions` on link `{e.name}`: no fake variable ({_show(e.fake)}) is generated from latents the q-trace infers, so there is nothing to reconstruct.",
+            "add an inference edge into the latents of the fake side's generative edge, or drop `reconstructions`.",
+        )
+    return tuple(plan)
+
+
+def _recon_side(ctx: StepContext, plan: Recon) -> list[torch.Tensor]:
+    out = []
+    q = ctx.q
+    for v, gen in plan:
+        if gen is None:
+            out.append(q[v])
+            continue
+        dist = q.cond(gen)
+        out.append(dist.rsample() if ctx.model.reparam[gen.name] else dist.sample())
+    return out
+
+
+def _recon_behind(graph: ModelGraph, plan: Recon) -> set[str]:
+    out: set[str] = set()
+    for v, gen in plan:
+        if gen is None:
+            out |= graph.nets_behind(v, "q")
+        elif gen.name not in graph.no_gradient:
+            out |= graph.nets_of(gen)
+            for p in gen.parents:
+                out |= graph.nets_behind(p, "q")
+    return out
+
+
+def _show_recon(plan: Recon) -> str:
+    return ", ".join(f"{v}~ = {gen.net}({', '.join('q.' + p for p in gen.parents)})" if gen is not None else f"q.{v}" for v, gen in plan)
+
+
+# ------------------------------------------------------- importance weights
+
+# Objectives whose discriminator output is a probability D = sigmoid(logit) of `real`, so that
+# D / (1 - D) = exp(logit) estimates the density ratio p_data(x) / p_g(x). Another plugin's
+# objective joins them by defining `log_density_ratio(logits) -> tensor`.
+PROBABILITY_OBJECTIVES = frozenset({"nonsaturating", "minimax"})
+
+
+def _log_ratio(objective: Any, name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    custom = getattr(objective, "log_density_ratio", None)
+    if callable(custom):
+        return custom  # type: ignore[no-any-return]
+    return (lambda logits: logits) if name in PROBABILITY_OBJECTIVES else None
+
+
+def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+    """The loss of each row: `fn` (a batch mean) applied to one-row batches, vectorised."""
+    return torch.func.vmap(lambda row: fn(row.unsqueeze(0)))(logits)
+
+
+def iw_mean(losses: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """sum_i w~_i * loss_i with w~ = softmax(log w) over the batch, detached."""
+    w = torch.softmax(log_w.detach().reshape(len(log_w), -1).sum(1), 0)
+    return (w * losses.reshape(len(losses))).sum()
+
+
+class AdvDOptions(Options):
+    reconstructions: bool = Field(False, description="also judge reconstructions (the fake variables regenerated from the q-trace, x~ = decoder(q.z)) as fake, as in VAE/GAN; the loss is the mean of its values on generated and reconstructed fakes")
+
+
+class AdvGOptions(AdvDOptions):
+    importance_weighted: bool = Field(False, description="importance-weighted GAN (Hu et al. 2018): weight each fake sample's loss by D/(1-D) = exp(logit), normalised over the batch and detached (objectives `nonsaturating`, `minimax`)")
+
+
 class AdversarialD(Term):
     target = "adversarial"
-    doc = "discriminator side of an adversarial link: tell the real side from the fake side"
+    Options = AdvDOptions
+    doc = "discriminator side of an adversarial link: tell the real side from the fake side (optionally also from reconstructions)"
 
     def bind(self, site: Site) -> Bound:
         e: EdgeInfo = site.edge  # type: ignore[assignment]
         net = e.net
+        recon = recon_plan(site.graph, e) if site.options is not None and site.options.reconstructions else None
 
         def loss(ctx: StepContext) -> torch.Tensor:
             objective, opts = ctx.model.objectives[e.name]
@@ -50,14 +156,17 @@ class AdversarialD(Term):
             real_logits = d(*real)
             fake = _side(ctx, e.fake)
             loss = objective.d_loss(real_logits, d(*fake), opts)
+            if recon is not None:
+                loss = 0.5 * (loss + objective.d_loss(real_logits, d(*_recon_side(ctx, recon)), opts))
             penalty = objective.d_penalty(d, real, fake, opts)
             if penalty is not None:
                 loss = loss + penalty
             return loss + r1_penalty(real_logits, real, gamma) if gamma else loss
 
-        traces = frozenset(t for t, _ in e.real + e.fake)
-        reaches = site.graph.nets_of(e) | _behind(site.graph, e.real) | _behind(site.graph, e.fake)
-        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs fake ({_show(e.fake)})", traces, frozenset(reaches), health=_collapse_check(site, e))
+        traces = frozenset(t for t, _ in e.real + e.fake) | (frozenset("q") if recon else frozenset())
+        reaches = site.graph.nets_of(e) | _behind(site.graph, e.real) | _behind(site.graph, e.fake) | (_recon_behind(site.graph, recon) if recon else set())
+        fakes = f"fake ({_show(e.fake)})" + (f" and reconstructions ({_show_recon(recon)}), averaged" if recon else "")
+        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs {fakes}", traces, frozenset(reaches), health=_collapse_check(site, e))
 
 
 # A D-loss within this fraction of the way from its floor (D wins outright) to its value at
@@ -100,24 +209,54 @@ def _collapse_check(site: Site, e: EdgeInfo) -> Callable[[torch.Tensor], str | N
 
 class AdversarialG(Term):
     target = "adversarial"
-    doc = "generator side of an adversarial link: make the fake side pass as real (and, if trainable, the real side as fake)"
+    Options = AdvGOptions
+    doc = "generator side of an adversarial link: make the fake side pass as real (and, if trainable, the real side as fake); optionally importance weighted, optionally on reconstructions too"
 
     def bind(self, site: Site) -> Bound:
         e: EdgeInfo = site.edge  # type: ignore[assignment]
         net = e.net
+        o = site.options if site.options is not None else AdvGOptions()
         real_moves = bool(_behind(site.graph, e.real))
+        recon = recon_plan(site.graph, e) if o.reconstructions else None
+        log_ratio = None
+        if o.importance_weighted:
+            objective = site.registry.get("objectives", e.objective or "") if site.registry.has("objectives", e.objective or "") else None
+            log_ratio = _log_ratio(objective, e.objective or "")
+            if log_ratio is None:
+                raise TermError(
+                    f"`importance_weighted` weights each fake sample by D/(1-D), the density ratio a probability discriminator estimates, but objective `{e.objective}` of link `{e.name}` does not read its output as a probability.",
+                    "use `objective: nonsaturating` (or `minimax`) on the link, or drop `importance_weighted`.",
+                )
+
+        def g_side(ctx: StepContext, d: torch.nn.Module, fake_values: list[torch.Tensor], real_values: list[torch.Tensor] | None) -> torch.Tensor:
+            objective, opts = ctx.model.objectives[e.name]
+            fake = d(*fake_values)
+            real = d(*real_values) if real_values is not None else None
+            if log_ratio is None:
+                return objective.g_loss(fake, opts, real=real)
+            # Each fake sample's loss, weighted by its normalised density ratio D/(1-D); a real
+            # sample that moves (labels swapped) plays the fake role, weighted by (1-D)/D.
+            loss = iw_mean(per_sample(lambda f: objective.g_loss(f, opts), fake), log_ratio(fake))
+            if real is not None:
+                both = torch.func.vmap(lambda f, r: objective.g_loss(f.unsqueeze(0), opts, real=r.unsqueeze(0)) - objective.g_loss(f.unsqueeze(0), opts))(fake, real)
+                loss = loss + iw_mean(both, -log_ratio(real))
+            return loss
 
         def loss(ctx: StepContext) -> torch.Tensor:
             objective, opts = ctx.model.objectives[e.name]
             objective.prepare(ctx.net(net), opts)
             d = packed(ctx.net(net), opts)
-            real = d(*_side(ctx, e.real)) if real_moves else None
-            return objective.g_loss(d(*_side(ctx, e.fake)), opts, real=real)
+            real_values = _side(ctx, e.real) if real_moves else None
+            out = g_side(ctx, d, _side(ctx, e.fake), real_values)
+            if recon is not None:
+                out = 0.5 * (out + g_side(ctx, d, _recon_side(ctx, recon), real_values))
+            return out
 
-        traces = frozenset(t for t, _ in e.fake + (e.real if real_moves else ()))
-        reaches = site.graph.nets_of(e) | _behind(site.graph, e.fake) | (_behind(site.graph, e.real) if real_moves else set())
-        sides = f"fake ({_show(e.fake)})" + (f" and real ({_show(e.real)}) with labels swapped" if real_moves else "")
-        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}", traces, frozenset(reaches))
+        traces = frozenset(t for t, _ in e.fake + (e.real if real_moves else ())) | (frozenset("q") if recon else frozenset())
+        reaches = site.graph.nets_of(e) | _behind(site.graph, e.fake) | (_behind(site.graph, e.real) if real_moves else set()) | (_recon_behind(site.graph, recon) if recon else set())
+        sides = f"fake ({_show(e.fake)})" + (f" and reconstructions ({_show_recon(recon)}), averaged" if recon else "") + (f" and real ({_show(e.real)}) with labels swapped" if real_moves else "")
+        weighted = ", each sample weighted by w = D/(1-D) normalised over the batch (detached)" if log_ratio is not None else ""
+        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}{weighted}", traces, frozenset(reaches))
 
 
 class GANFamily(Family):

@@ -1,0 +1,134 @@
+"""Full runs of the adversarial families over several seeds, in parallel processes.
+
+    python benchmarks/adversarial.py                          # every set, seeds 0 1 2, one process
+    python benchmarks/adversarial.py --jobs 16                # the same, 16 runs at a time
+    python benchmarks/adversarial.py --sets iw dann --seeds 0 1 2 --jobs 6
+
+Sets (each a list of configurations: a shipped spec, possibly with overrides):
+
+- `iw`: gan-ring against the same spec with an importance-weighted generator loss (Hu et al.
+  2018), on the same seeds; per seed, modes captured, high-quality fraction and mode KL.
+- `iw-nor1`: the same pair with the discriminator's R1 penalty removed (a less stable GAN).
+- `iw-grid`: the same pair on gan-grid (25 modes, 20k steps: slow).
+- `dann`: dann-digits (adversarial link on the features) against source-only-digits (the
+  same networks without it); target- and source-domain test accuracy.
+- `single`: cyclegan-digits, vaegan-digits and the two hybrids, first seed only.
+
+Each run is a real `compile-and-train` at the spec's own settings (one torch thread per
+process), scored by the metrics in its summary. The Markdown table goes to
+benchmarks/results/adversarial.md (or `--out`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IW = "phases.generator.terms=[{term: adversarial.g, options: {importance_weighted: true}}]"
+NO_R1 = "edges.1.options={}"  # the discriminator without its R1 penalty
+
+# set -> [(label, spec, overrides, metrics shown)]
+SETS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]] = {
+    "iw": [
+        ("gan-ring", "gan-ring", (), ("modes_captured", "hq_fraction", "mode_kl")),
+        ("gan-ring + importance_weighted", "gan-ring", (IW,), ("modes_captured", "hq_fraction", "mode_kl")),
+    ],
+    "iw-nor1": [
+        ("gan-ring without R1", "gan-ring", (NO_R1,), ("modes_captured", "hq_fraction", "mode_kl")),
+        ("gan-ring without R1 + importance_weighted", "gan-ring", (NO_R1, IW), ("modes_captured", "hq_fraction", "mode_kl")),
+    ],
+    "iw-grid": [
+        ("gan-grid", "gan-grid", (), ("modes_captured", "hq_fraction", "mode_kl")),
+        ("gan-grid + importance_weighted", "gan-grid", (IW,), ("modes_captured", "hq_fraction", "mode_kl")),
+    ],
+    "dann": [
+        ("source-only-digits", "source-only-digits", (), ("target_accuracy", "source_accuracy")),
+        ("dann-digits", "dann-digits", (), ("target_accuracy", "source_accuracy")),
+    ],
+    "single": [
+        ("cyclegan-digits", "cyclegan-digits", (), ("translation_mae", "translation_mae_mean_image", "translation_match")),
+        ("vaegan-digits", "vaegan-digits", (), ("recon_error",)),
+        ("hybrid-vaegan-iw", "hybrid-vaegan-iw", (), ("recon_error",)),
+        ("hybrid-aae-infogan", "hybrid-aae-infogan", (), ("recon_error",)),
+    ],
+}
+SINGLE_SEED = {"single"}
+
+
+def one_run(job: tuple[str, str, tuple[str, ...], int, int | None]) -> tuple[dict[str, float], float]:
+    """Train one configuration on one seed in this process; its summary metrics and wall time."""
+    _label, spec, overrides, seed, steps = job
+    import torch
+
+    torch.set_num_threads(1)
+    from unigen.registry import default_registry
+    from unigen.run import train_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run = train_run(ROOT / "specs" / f"{spec}.yaml", [*overrides, f"train.seed={seed}"], out=f"{tmp}/run", steps=steps, registry=default_registry(), quiet=True)
+        seconds = time.perf_counter() - start
+        return json.loads((run / "summary.json").read_text())["metrics"], seconds
+
+
+def cell(values: list[float]) -> str:
+    shown = " / ".join(f"{v:.4g}" for v in values)
+    return f"{statistics.median(values):.4g}" + (f" ({shown})" if len(values) > 1 else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["iw", "dann", "single"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process with one torch thread")
+    parser.add_argument("--steps", type=int, default=None, help="override every spec's train.steps (a smoke test, not a result)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adversarial.md"))
+    args = parser.parse_args(argv)
+
+    jobs: list[tuple[str, str, tuple[str, ...], int, int | None]] = []
+    for name in args.sets:
+        seeds = args.seeds[:1] if name in SINGLE_SEED else args.seeds
+        jobs += [(label, spec, overrides, seed, args.steps) for label, spec, overrides, _ in SETS[name] for seed in seeds]
+    start = time.perf_counter()
+    results: dict[tuple[str, int], tuple[dict[str, float], float]] = {}
+    if args.jobs > 1:
+        pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        done = pool.map(one_run, jobs)
+    else:
+        pool, done = None, map(one_run, jobs)
+    for job, result in zip(jobs, done):
+        results[(job[0], job[3])] = result
+        print(f"{job[0]} seed {job[3]}: {result[0]} ({result[1]:.0f} s)", flush=True)
+    if pool is not None:
+        pool.shutdown()
+    total = time.perf_counter() - start
+
+    lines = []
+    for name in args.sets:
+        seeds = args.seeds[:1] if name in SINGLE_SEED else args.seeds
+        lines += [f"### {name}", "", "| configuration | seeds | " + " | ".join(["metric: median (per seed)", "wall s (median)"]) + " |", "|---|---|---|---:|"]
+        for label, _spec, _overrides, shown in SETS[name]:
+            runs = [results[(label, s)] for s in seeds]
+            metrics = "; ".join(f"{k} = {cell([m[k] for m, _ in runs])}" for k in shown if all(k in m for m, _ in runs))
+            lines.append(f"| {label} | {' '.join(map(str, seeds))} | {metrics} | {statistics.median(s for _, s in runs):.0f} |")
+        lines.append("")
+    import torch
+
+    steps = f", train.steps={args.steps} (smoke test)" if args.steps else ""
+    lines.append(f"torch {torch.__version__}, 1 thread per run, {args.jobs} run(s) at a time, {total:.0f} s in all{steps}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
