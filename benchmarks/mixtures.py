@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PLAIN = ["edges.1.options.r1=0"]
+SPEC_STEPS = {"ring": 10000, "grid": 20000}  # specs/gan-ring.yaml and specs/gan-grid.yaml
 CRITIC5 = ["phases.discriminator.repeats=5"]
 # label -> overrides of the base spec (which is a non-saturating GAN with R1)
 CONFIGS: dict[str, list[str]] = {
@@ -90,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
     parser.add_argument("--only", nargs="*", help="labels (or prefixes) of the rows to run")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
+    parser.add_argument("--steps-ring", type=int, default=None, help="steps per ring run (default: the spec's 10,000; 1,500 with --quick)")
+    parser.add_argument("--steps-grid", type=int, default=None, help="steps per grid run (default: the spec's 20,000; 3,000 with --quick)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mixtures.md"))
     args = parser.parse_args(argv)
     configs = {k: v for k, v in CONFIGS.items() if not args.only or any(k.startswith(o) for o in args.only)}
     steps = {"ring": 1500, "grid": 3000} if args.quick else {"ring": None, "grid": None}
+    steps = {"ring": args.steps_ring or steps["ring"], "grid": args.steps_grid or steps["grid"]}
     jobs = [(label, data, ov, seed, steps[data], 1) for label, ov in configs.items() for data in args.data for seed in args.seeds]
     results: dict[tuple[str, str], list[tuple[dict[str, float], float]]] = {}
     start = time.perf_counter()
@@ -114,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/mixtures.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (
         f"# GAN objectives and techniques on the 2-D mixtures\n\n`{command.strip()}`\n\n"
-        f"Median over seeds {args.seeds} [min–max]; {'quick runs: ' + ', '.join(f'{d} {steps[d]} steps' for d in args.data) if args.quick else 'the specs’ own step counts'}; "
-        f"2,500 samples scored; one torch thread per run, {args.jobs} run(s) at a time on a shared 2-core machine; torch {torch.__version__}; "
+        f"Median over seeds {args.seeds} [min–max]; {', '.join(f'{d} {steps[d] or SPEC_STEPS[d]:,} steps per run' + ('' if steps[d] is None else ' (the spec: ' + f'{SPEC_STEPS[d]:,})') for d in args.data)}; "
+        f"2,500 samples scored; one torch thread per run, {args.jobs} run(s) at a time on {os.cpu_count()} CPU cores; torch {torch.__version__}; "
         f"{time.perf_counter() - start:.0f} s in all.\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED
     )
     print(text)

@@ -23,6 +23,7 @@ go to stdout and benchmarks/results/overhead.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -39,7 +40,9 @@ from unigen.run import compile_file
 from unigen.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = {"vae-digits": ROOT / "specs" / "vae-digits.yaml", "gan-ring": ROOT / "specs" / "gan-ring.yaml"}
+SPECS = {"vae-digits": ROOT / "specs" / "vae-digits.yaml", "gan-ring": ROOT / "specs" / "gan-ring.yaml", "dcgan-digits": ROOT / "specs" / "dcgan-digits.yaml"}
+# Settings the plain loops do not reproduce, switched off in both loops.
+OVERRIDES = {"dcgan-digits": ["networks.generator.ema=null"]}  # the plain loop keeps no moving average
 RESULTS = ROOT / "benchmarks" / "results" / "overhead.md"
 
 
@@ -56,9 +59,13 @@ def mlp(n_in: int, hidden: list[int], n_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def plain_net(trainer: Trainer, name: str) -> nn.Sequential:
-    """The spec's MLP as a plain nn.Sequential, starting from the Trainer's initial weights."""
+def plain_net(trainer: Trainer, name: str) -> nn.Module:
+    """The spec's MLP as a plain nn.Sequential, starting from the Trainer's initial weights;
+    any other architecture (DCGAN's convolutions) as a copy of the Trainer's module, called
+    directly by the plain loop."""
     program = trainer.program
+    if program.spec.networks[name].arch != "mlp":
+        return copy.deepcopy(trainer.model.nets[name])
     arch = program.option("networks", name, "arch")
     assert program.spec.networks[name].arch == "mlp" and arch.activation == "relu", "the plain loop knows ReLU MLPs only"
     assert not arch.batchnorm and not arch.dropout and arch.out_activation == "none"
@@ -126,7 +133,7 @@ def plain_gan(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[f
     x_all = trainer.model.dataset.train[trainer.model.fields["x"]]
     bs = spec.train.batch_size
     batches = PlainBatches(x_all, bs, torch.Generator().manual_seed(spec.train.seed))
-    z_dim = spec.variables["z"].shape[0]
+    z_shape = tuple(spec.variables["z"].shape)
     device = trainer.device
     d_params = list(disc.parameters())
     gamma = float(spec.edges[1].options.get("r1", 0.0))
@@ -137,7 +144,7 @@ def plain_gan(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[f
         for p in d_params:
             p.requires_grad_(True)
         real = batches.next()
-        z = torch.randn(len(real), z_dim, device=device)
+        z = torch.randn(len(real), *z_shape, device=device)
         with torch.no_grad():
             fake = gen(z)
         if gamma:
@@ -146,14 +153,14 @@ def plain_gan(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[f
         d_loss = F.softplus(-real_logits).mean() + F.softplus(disc(fake)).mean()
         if gamma:  # R1: gamma/2 * E||grad D(real)||^2
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-            d_loss = d_loss + 0.5 * gamma * grad.pow(2).sum(1).mean()
+            d_loss = d_loss + 0.5 * gamma * grad.flatten(1).pow(2).sum(1).mean()
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         # G step: fresh z, D frozen (its gradients would be thrown away).
         for p in d_params:
             p.requires_grad_(False)
-        z = torch.randn(bs, z_dim, device=device)
+        z = torch.randn(bs, *z_shape, device=device)
         g_loss = F.softplus(-disc(gen(z))).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -163,7 +170,7 @@ def plain_gan(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[f
     return step, lambda: [float(v) for v in last]
 
 
-PLAIN = {"vae-digits": plain_vae, "gan-ring": plain_gan}
+PLAIN = {"vae-digits": plain_vae, "gan-ring": plain_gan, "dcgan-digits": plain_gan}
 
 
 # -------------------------------------------------------------------- harness
@@ -172,7 +179,7 @@ PLAIN = {"vae-digits": plain_vae, "gan-ring": plain_gan}
 def make_pair(name: str) -> tuple[Callable[[], None], Callable[[], None], Callable[[], list[float]], Callable[[], list[float]]]:
     """Both loops, from the same seed; the plain one starts from the Trainer's weights."""
     registry = default_registry()
-    compiled = compile_file(SPECS[name], ["train.device=cpu"], registry)
+    compiled = compile_file(SPECS[name], ["train.device=cpu", *OVERRIDES.get(name, [])], registry)
     trainer = Trainer(compiled.program, registry)
     step, plain_last = PLAIN[name](trainer)
 

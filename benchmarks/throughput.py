@@ -44,7 +44,7 @@ from unigen.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"  # throughput-<device>.md
-SPECS = {"vae-digits": ROOT / "specs" / "vae-digits.yaml", "gan-ring": ROOT / "specs" / "gan-ring.yaml"}
+SPECS = overhead.SPECS
 VARIANTS = ("fp32", "bf16", "compiled")
 
 
@@ -65,13 +65,13 @@ def compiled_plain_nets() -> Iterator[None]:
 
 def make(name: str, variant: str, device: str) -> tuple[Callable[[], None], Callable[[], None], int, str]:
     """unigen's step, the plain step, the batch size, and a note on the variant."""
-    overrides = [f"train.device={device}"]
+    overrides = [f"train.device={device}", *overhead.OVERRIDES.get(name, [])]
     note = ""
     if variant == "bf16":
         overrides.append("train.precision=bf16")
     if variant == "compiled":
         overrides.append("train.compile=true")
-        if name == "gan-ring":
+        if name in ("gan-ring", "dcgan-digits"):
             overrides.append("edges.1.options.r1=0")
             note = "r1=0 (torch.compile has no double backward)"
     registry = default_registry()
