@@ -256,6 +256,25 @@ def test_compiled_networks_train_like_plain_ones(registry, one_thread, monkeypat
     assert_close(states[1], states[0])
 
 
+def test_compiled_gan_alternates_phases_like_eager(registry, one_thread, monkeypatch):
+    """Compiled networks stay unfrozen across phases (their graphs must not outlive a change
+    of requires_grad); each phase still moves only what it updates, as in eager mode."""
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: real_compile(module, backend="aot_eager"))
+    opts = [*GAN_OPTS, "networks.generator.hidden=[8]", "networks.discriminator.hidden=[8]", "edges.1.options.r1=0"]  # no double backward when compiled
+    states = []
+    for flag in ("false", "true"):
+        trainer = Trainer(compile_file(GAN, [*opts, f"train.compile={flag}"], registry).program, registry)
+        before = {k: v.clone() for k, v in trainer.model.nets["generator"].state_dict().items()}
+        trainer.run_phase(trainer.runners[0])  # the discriminator phase leaves the generator as it was
+        assert all(torch.equal(v, trainer.model.nets["generator"].state_dict()[k]) for k, v in before.items())
+        trainer.run_phase(trainer.runners[1])
+        trainer.step()
+        assert all(p.requires_grad for p in trainer.all_params) == (flag == "true")
+        states.append(trainer.model.nets.state_dict())
+    assert_close(states[1], states[0])
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 

@@ -135,6 +135,12 @@ class Trainer:
         # Freezing (requires_grad=False) what a phase does not update keeps autograd from
         # recording the frozen networks at all: the generator's forward in a
         # discriminator phase costs no backward, as with `.detach()` in a hand-written loop.
+        # Compiled networks are not frozen: a compiled graph may be reused after its parameters'
+        # requires_grad changed (seen with torch 2.11 on CUDA: a generator phase lost its
+        # gradients), so they keep requiring grad, at the cost of gradients that the next
+        # phase's `zero_grad` throws away. No phase ever steps another phase's parameters.
+        if self.program.spec.train.compile:
+            return
         for p in self.all_params:
             p.requires_grad_(False)
         for p in runner.params:
