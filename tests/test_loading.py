@@ -428,5 +428,6 @@ def test_schema_prints_the_json_schema_of_spec(cli):
     assert '"$schema"' in out
     assert schema["$schema"].startswith("http://json-schema.org/")
     assert set(Spec.model_fields) <= set(schema["properties"])
-    assert {"unigen", "name", "data", "variables", "networks", "edges", "phases"} <= set(schema["required"])
+    assert {"unigen", "name"} <= set(schema["required"])  # the model's parts are required unless a family fills them in
+    assert schema["if"] == {"not": {"required": ["family"]}} and {"data", "variables", "networks", "edges", "phases"} <= set(schema["then"]["required"])
     assert "Phase" in schema["definitions"] and "repeats" in schema["definitions"]["Phase"]["properties"]

@@ -46,8 +46,11 @@ def test_schema_rejects_mistakes_an_editor_should_underline(registry):
     doc["phases"][0]["repeats"] = 0
     messages = sorted(e.message for e in validator.iter_errors(doc))
     assert any("'netwroks' was unexpected" in m for m in messages)
-    assert any("'networks' is a required property" in m for m in messages)
+    assert not any("'networks' is a required property" in m for m in messages)  # `family: gan` fills them in
     assert any("0 is less than or equal to the minimum of 0" in m for m in messages)  # repeats > 0
+    doc.pop("family")
+    messages = sorted(e.message for e in validator.iter_errors(doc))
+    assert any("'networks' is a required property" in m for m in messages)  # without a family, the model is required
 
 
 def test_schema_offers_registered_names_as_completions(registry):

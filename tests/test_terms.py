@@ -156,7 +156,8 @@ def hand_logits(model, x: torch.Tensor | None, n: int, seed: int = SEED) -> tupl
 
 
 def test_objectives_all_have_hand_formulas(registry):
-    assert set(registry.names("objectives")) == set(HAND_OBJECTIVES)
+    # The Wasserstein objectives (and again all of these) are checked in test_objectives.py.
+    assert set(registry.names("objectives")) == set(HAND_OBJECTIVES) | {"wasserstein", "wgan_gp"}
 
 
 @pytest.mark.parametrize("objective", sorted(HAND_OBJECTIVES))

@@ -143,14 +143,15 @@ def evaluate_run(run: str | Path, checkpoint: str = "last", names: list[str] | N
     results: dict[str, float] = {}
     seconds: dict[str, float] = {}
     errors: list[str] = []
-    with torch.no_grad(), torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-        torch.manual_seed(opened.program.spec.train.seed + EVAL_SEED_OFFSET)
+    with torch.no_grad():
         for name, metric in metrics:
             if not names and not metric.applies(model):
                 continue
             start = time.perf_counter()
             try:
-                results.update(metric.compute(model))
+                with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+                    torch.manual_seed(opened.program.spec.train.seed + EVAL_SEED_OFFSET)  # each metric: the same noise
+                    results.update(metric.compute(model))
             except UnigenError:
                 raise
             except Exception as exc:  # one plugin's bug must not hide the other metrics

@@ -182,6 +182,15 @@ class Objective(ABC):
     def g_loss(self, fake: torch.Tensor, options: Any, real: torch.Tensor | None = None) -> torch.Tensor:
         """The generator side's loss; `real` is given when something trainable stands behind it."""
 
+    def prepare(self, net: nn.Module, options: Any) -> None:
+        """Called before the discriminator is used on either side (e.g. WGAN's weight clipping)."""
+        return None
+
+    def d_penalty(self, net: nn.Module, real: list[torch.Tensor], fake: list[torch.Tensor], options: Any) -> torch.Tensor | None:
+        """A term added to the D-loss that needs the network and the inputs of both sides (e.g.
+        WGAN-GP's gradient penalty), or None."""
+        return None
+
 
 class Metric(ABC):
     doc = ""

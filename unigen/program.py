@@ -127,7 +127,7 @@ def format_program(program: Program) -> str:
     for name, net in spec.networks.items():
         sig = sigs.get(name)
         shape = (", ".join(str(list(s)) for s in sig[0]) + " -> " + str(list(sig[1]))) if sig else "unused"
-        frozen = "" if net.trainable else "  (not trainable)"
+        frozen = ("" if net.trainable else "  (not trainable)") + (f"  (ema {net.ema:g})" if net.ema else "")
         lines.append(f"    {name:<14} {_call(net.arch, program.option('networks', name, 'arch'))}: {shape}{frozen}")
     for phase in program.phases:
         sched = f"x{phase.repeats} per step" + (f", every {phase.every} steps" if phase.every > 1 else "")

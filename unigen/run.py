@@ -260,7 +260,7 @@ def _train(run: Path, log: logging.Logger, compiled: Compiled, trainer: Trainer,
         if sample_var is None or not writes or "samples" in problems:
             return
         try:
-            with trainer.fork_rng(tr.seed + 777):  # fixed noise; training's random streams go on untouched
+            with trainer.fork_rng(tr.seed + 777), trainer.model.averages.swapped():  # fixed noise; training's random streams go on untouched
                 x = trainer.model.generate(2500 if "modes" in trainer.model.dataset.info else 64, sample_var, fixed_batch)
             save_samples(run / "samples" / f"{tag}.png", x, trainer.model.dataset.info, f"{spec.name}  {tag}")
         except (UnigenError, KeyboardInterrupt):

@@ -343,6 +343,9 @@ def export_weights(source: str | Path, output: str | Path | None = None) -> tupl
         raise UnigenError.one("R002", f"`{source}` is neither a run directory nor a checkpoint file.", (), "pass a directory written by `unigen compile-and-train`, or a checkpoint under its checkpoints/.")
     nets = state.get("nets")
     tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in nets.items() if isinstance(v, torch.Tensor)} if isinstance(nets, dict) else {}
+    ema = state.get("ema")
+    if tensors and isinstance(ema, dict):  # averaged networks (`ema:`) as `ema.network.parameter`
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.items() if isinstance(v, torch.Tensor)})
     if not tensors:
         raise UnigenError.one("C001", f"checkpoint `{path}` holds no network weights to export.", (), "export a checkpoint written by `unigen compile-and-train`.", exit_code=1)
     if output is None:

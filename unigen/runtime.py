@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .ema import Averages
 from .errors import UnigenError
 from .graph import EdgeInfo
 from .kinds import Dataset
@@ -83,6 +84,7 @@ class Model(nn.Module):
         # What traces and terms call for each network: the plain modules, or during a training
         # step what the trainer's execution chose (compiled, wrapped for several processes).
         self.calls: dict[str, Any] = dict(self.nets.items())
+        self.averages = Averages(self.nets, {n: net.ema for n, net in spec.networks.items() if net.ema}, owner=self)
         self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
         self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
         self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}

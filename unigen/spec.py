@@ -53,6 +53,7 @@ class Variable(_Strict):
 class Network(_Open):
     arch: str = Field(description="registered architecture, e.g. `mlp`; its options sit beside it")
     trainable: bool = Field(True, description="false: a fixed network that no phase updates")
+    ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the parameters, e.g. 0.999; the average draws samples and is evaluated")
 
 
 class Edge(_Strict):
@@ -522,4 +523,11 @@ def json_schema() -> dict[str, Any]:
     schema["definitions"] = schema.pop("$defs", {})
     schema["$schema"] = SCHEMA_DRAFT
     schema["title"] = "unigen spec"
+    # A spec that names a `family` may leave out any part of the model: the family fills it in.
+    always = [k for k in schema.get("required", []) if k in ("unigen", "name")]
+    model = [k for k in schema.get("required", []) if k not in always]
+    schema["required"] = always
+    if model:
+        schema["if"] = {"not": {"required": ["family"]}}
+        schema["then"] = {"required": model}
     return schema

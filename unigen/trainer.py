@@ -193,6 +193,8 @@ class Trainer:
                 else:
                     loss.backward()
                     runner.optimizer.step()
+                if self.model.averages:
+                    self.model.averages.update(runner.plan.update)
             except (UnigenError, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -347,8 +349,7 @@ class Trainer:
         out: dict[str, float] = {}
         wanted = names if names is not None else self.program.spec.metrics
         entries = self.registry.all("metrics")
-        with torch.no_grad(), self.fork_rng(self.program.spec.train.seed + 12345):
-            # Evaluation noise is fixed and does not disturb training's random streams.
+        with torch.no_grad(), self.model.averages.swapped():
             for entry in entries:
                 if wanted is not None and entry.name not in wanted:
                     continue
@@ -357,7 +358,10 @@ class Trainer:
                 try:
                     if wanted is None and (not getattr(entry.obj, "during_training", True) or not entry.obj.applies(self.model)):
                         continue
-                    out.update(entry.obj.compute(self.model))
+                    # Each metric draws the same fixed noise, whatever other metrics are installed
+                    # or run before it, and training's random streams go on undisturbed.
+                    with self.fork_rng(self.program.spec.train.seed + 12345):
+                        out.update(entry.obj.compute(self.model))
                 except UnigenError:
                     raise
                 except Exception as exc:  # a plugin's bug must not cost the trained run
@@ -388,7 +392,7 @@ class Trainer:
             extra["rng_ranks"] = self.world.gather(rng)
         if any(r.scaler is not None for r in self.runners):
             extra["scalers"] = {r.plan.name: r.scaler.state_dict() for r in self.runners if r.scaler is not None}
-        return {
+        state = {
             **extra,
             "step": self.step_count,
             "nets": self.model.nets.state_dict(),
@@ -398,10 +402,15 @@ class Trainer:
             "nonfinite": dict(self.nonfinite),
             "health": {"streaks": dict(self._streaks), "warnings": [dict(w) for w in self.health_warnings]},
         }
+        if self.model.averages:
+            state["ema"] = self.model.averages.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = int(state["step"])
         self.model.nets.load_state_dict(state["nets"])
+        if self.model.averages:
+            self.model.averages.load_state_dict(state["ema"])
         for r in self.runners:
             r.optimizer.load_state_dict(state["optimizers"][r.plan.name])
             r.last.clear()
@@ -437,6 +446,8 @@ class Trainer:
         ones would only lead to the same non-finite loss)."""
         self.step_count = int(snapshot["step"])
         self.model.nets.load_state_dict(snapshot["nets"])  # copied into the parameters
+        if self.model.averages:
+            self.model.averages.load_state_dict(snapshot["ema"])
         optimizers = copy.deepcopy(snapshot["optimizers"])  # an optimizer keeps the tensors it loads
         for r in self.runners:
             r.optimizer.load_state_dict(optimizers[r.plan.name])

@@ -264,7 +264,9 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     signature: dict[str, tuple[Any, EdgeInfo]] = {}
     for e in graph.edges:
         if e.kind == "adversarial":
-            inputs = [graph.shape(v) for _, v in e.real]
+            # `pack: m` (PacGAN): the network judges m samples at once, stacked on the first axis.
+            pack = e.options.get("pack", 1) if isinstance(e.options.get("pack", 1), int) else 1
+            inputs = [(graph.shape(v)[0] * pack, *graph.shape(v)[1:]) for _, v in e.real]
             output: tuple[int, ...] = (1,)
         else:
             assert e.child is not None and e.dist is not None

@@ -12,6 +12,8 @@ from typing import Any
 from unigen import hookimpl
 
 from . import objectives
+from .families import WGANFamily, WGANGPFamily
+from .improved import FeatureMatching, HistoricalAverage
 from .terms import AdversarialD, AdversarialG, GANFamily
 
 
@@ -19,6 +21,8 @@ from .terms import AdversarialD, AdversarialG, GANFamily
 def unigen_register_terms(register: Any) -> None:
     register("adversarial.d", AdversarialD())
     register("adversarial.g", AdversarialG())
+    register("feature_matching", FeatureMatching())
+    register("historical_average", HistoricalAverage())
 
 
 @hookimpl
@@ -30,3 +34,5 @@ def unigen_register_objectives(register: Any) -> None:
 @hookimpl
 def unigen_register_families(register: Any) -> None:
     register("gan", GANFamily())
+    register("wgan", WGANFamily())
+    register("wgan_gp", WGANGPFamily())

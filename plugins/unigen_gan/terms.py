@@ -24,7 +24,7 @@ from unigen.graph import EdgeInfo, ModelGraph
 from unigen.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
 from unigen.runtime import StepContext
 
-from .objectives import r1_penalty
+from .objectives import packed, r1_penalty
 
 
 def _side(ctx: StepContext, refs: tuple[tuple[str, str], ...]) -> list[torch.Tensor]:
@@ -145,17 +145,22 @@ class AdversarialD(Term):
         recon = recon_plan(site.graph, e) if site.options is not None and site.options.reconstructions else None
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            d = ctx.net(net)
             objective, opts = ctx.model.objectives[e.name]
+            objective.prepare(ctx.net(net), opts)
+            d = packed(ctx.net(net), opts)
             real = _side(ctx, e.real)
             gamma = getattr(opts, "r1", 0.0)
             if gamma:
                 # R1 differentiates D(real) with respect to the real inputs; one forward serves both.
                 real = [r.detach().requires_grad_(True) for r in real]
             real_logits = d(*real)
-            loss = objective.d_loss(real_logits, d(*_side(ctx, e.fake)), opts)
+            fake = _side(ctx, e.fake)
+            loss = objective.d_loss(real_logits, d(*fake), opts)
             if recon is not None:
                 loss = 0.5 * (loss + objective.d_loss(real_logits, d(*_recon_side(ctx, recon)), opts))
+            penalty = objective.d_penalty(d, real, fake, opts)
+            if penalty is not None:
+                loss = loss + penalty
             return loss + r1_penalty(real_logits, real, gamma) if gamma else loss
 
         traces = frozenset(t for t, _ in e.real + e.fake) | (frozenset("q") if recon else frozenset())
@@ -238,7 +243,9 @@ class AdversarialG(Term):
             return loss
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            d = ctx.net(net)
+            objective, opts = ctx.model.objectives[e.name]
+            objective.prepare(ctx.net(net), opts)
+            d = packed(ctx.net(net), opts)
             real_values = _side(ctx, e.real) if real_moves else None
             out = g_side(ctx, d, _side(ctx, e.fake), real_values)
             if recon is not None:

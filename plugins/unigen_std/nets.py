@@ -44,6 +44,7 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(o.dropout))
             self.ends.append(len(layers))
             width = h
+        self.n_hidden = len(layers)
         layers.append(nn.Linear(width, math.prod(output)))
         if OUT[o.out_activation] is not None:
             layers.append(OUT[o.out_activation]())
@@ -58,8 +59,11 @@ class MLP(nn.Module):
     def _join(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return inputs[0].flatten(1) if len(inputs) == 1 else torch.cat([t.flatten(1) for t in inputs], 1)
 
-    def features(self, *inputs: torch.Tensor, layer: int) -> torch.Tensor:
-        """The activations of hidden layer `layer` (1 = the first), after its nonlinearity."""
+    def features(self, *inputs: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """The activations of hidden layer `layer` (1 = the first), after its nonlinearity; by
+        default the last hidden layer, what the output layer reads (feature matching)."""
+        if layer is None:
+            return self.body[: self.n_hidden](self._join(inputs))
         if not 1 <= layer <= len(self.ends):
             raise ValueError(f"layer {layer} of an MLP with {len(self.ends)} hidden layers")
         return self.body[: self.ends[layer - 1]](self._join(inputs))

@@ -1,0 +1,24 @@
+"""Images: convolutional architectures (DCGAN generator and discriminator, the convolutional
+encoder and decoder of VAE-style models) and local image data (MNIST IDX files, image folders)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unigen import hookimpl
+
+from . import data, nets
+
+
+@hookimpl
+def unigen_register_networks(register: Any) -> None:
+    register("dcgan_generator", nets.UpArch())
+    register("dcgan_discriminator", nets.DownArch())
+    register("conv_decoder", nets.DecoderArch())
+    register("conv_encoder", nets.EncoderArch())
+
+
+@hookimpl
+def unigen_register_datasets(register: Any) -> None:
+    register("mnist", data.MNIST())
+    register("image_folder", data.ImageFolder())
