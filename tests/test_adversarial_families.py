@@ -17,50 +17,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ROOT
+from formula import CPU, SEED, TOL, float64, num, with_batch  # noqa: F401  (float64: autouse fixture)
 from unigen_cycle.terms import matched as unigen_cycle_matched
 
 from unigen.errors import UnigenError
-from unigen.kinds import Dataset
 from unigen.run import compile_file, train_run
-from unigen.runtime import Model, StepContext, load_dataset
+from unigen.runtime import Model, StepContext
 
 SPECS = ROOT / "specs"
 GAN, CGAN, ALI = SPECS / "gan-ring.yaml", SPECS / "cgan-digits.yaml", SPECS / "ali-ring.yaml"
 VAEGAN, VAEGAN_IW = SPECS / "vaegan-digits.yaml", SPECS / "hybrid-vaegan-iw.yaml"
 DANN, SOURCE_ONLY, CYCLE = SPECS / "dann-digits.yaml", SPECS / "source-only-digits.yaml", SPECS / "cyclegan-digits.yaml"
 AAE_INFO = SPECS / "hybrid-aae-infogan.yaml"
-SEED = 1234
-TOL = 1e-5
-CPU = torch.device("cpu")
 IW = "phases.generator.terms=[{term: adversarial.g, options: {importance_weighted: true}}]"
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-_DATASETS: dict = {}
-
-
-def build(registry, path: Path, overrides=()):
-    """The compiled program and its model in float64 (data included), and a batch of 32."""
-    program = compile_file(path, ["train.device=cpu", *overrides], registry).program
-    key = (program.spec.data.source, tuple(sorted(program.spec.data.options.items())))
-    if key not in _DATASETS:
-        ds = load_dataset(program, registry)
-        as64 = lambda d: {k: (v.double() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
-        _DATASETS[key] = Dataset(as64(ds.train), as64(ds.test), ds.info)
-    model = Model(program, registry, CPU, _DATASETS[key])
-    batch = {v: model.dataset.train[f][:32] for v, f in model.fields.items()}
-    return program, model, batch
-
-
-def num(t: torch.Tensor) -> float:
-    return t.detach().item()
+build = with_batch
 
 
 def phase_index(program, name: str) -> int:

@@ -17,47 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT
+from formula import CPU, SEED, TOL, float64, num, with_batch  # noqa: F401  (float64: autouse fixture)
 
 from unigen.errors import UnigenError
-from unigen.kinds import Dataset
 from unigen.run import compile_file, train_run
-from unigen.runtime import Model, StepContext, load_dataset
+from unigen.runtime import StepContext
 
 SPECS = ROOT / "specs"
 AE, SPARSE, DAE = SPECS / "ae-digits.yaml", SPECS / "sparse-ae-digits.yaml", SPECS / "denoising-ae-digits.yaml"
 WS, AAE, INFOGAN, CGAN, ALI = (SPECS / f"{n}.yaml" for n in ("wake-sleep-digits", "aae-digits", "infogan-ring", "cgan-digits", "ali-ring"))
-SEED = 1234
-TOL = 1e-5
-CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Networks, priors and noise in float64, so the comparisons can be tight."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-_DATASETS: dict = {}
-
-
-def build(registry, path: Path, overrides=()):
-    """The compiled program and its model in float64 (data included), and a batch of 32."""
-    program = compile_file(path, ["train.device=cpu", *overrides], registry).program
-    key = (path, program.spec.data.source, tuple(sorted(program.spec.data.options.items())))
-    if key not in _DATASETS:
-        ds = load_dataset(program, registry)
-        as64 = lambda d: {k: (v.double() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
-        _DATASETS[key] = Dataset(as64(ds.train), as64(ds.test), ds.info)
-    model = Model(program, registry, CPU, _DATASETS[key])
-    batch = {v: model.dataset.train[f][:32] for v, f in model.fields.items()}
-    return program, model, batch
-
-
-def num(t: torch.Tensor) -> float:
-    return t.detach().item()
+build = with_batch
 
 
 def term(program, phase: int, index: int):

@@ -9,48 +9,25 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import ROOT
+from formula import CPU, SEED, TOL, float64, model64, num  # noqa: F401  (float64: autouse fixture)
 
 from unigen.errors import UnigenError
-from unigen.kinds import Dataset
 from unigen.run import compile_file, train_run
-from unigen.runtime import Model, StepContext, load_dataset, mask_key
+from unigen.runtime import StepContext, load_dataset, mask_key
 
 SPECS = ROOT / "specs"
 BETA, CVAE, M2, AA = (SPECS / f"{n}.yaml" for n in ("beta-vae-digits", "cvae-digits", "m2-digits", "aa-vae-digits"))
 AA_CVAE, AA_M2 = SPECS / "aa-cvae-digits.yaml", SPECS / "aa-m2-digits.yaml"
-SEED = 1234
-TOL = 1e-5
-CPU = torch.device("cpu")
 K = 10  # digit classes
 D_Z = 8  # latent size of every spec here
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-_DATASETS: dict = {}
-
-
-def build(registry, path: Path, overrides=()):
-    """The compiled program and its model in float64, data included."""
-    program = compile_file(path, ["train.device=cpu", *overrides], registry).program
-    key = tuple(sorted(program.spec.data.options.items()))
-    if key not in _DATASETS:
-        ds = load_dataset(program, registry)
-        as64 = lambda d: {k: (v.double() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
-        _DATASETS[key] = Dataset(as64(ds.train), as64(ds.test), ds.info)
-    return program, Model(program, registry, CPU, _DATASETS[key])
+build = model64
 
 
 def phase_loss(program, model, batch, n: int, phase: int = 0, seed: int = SEED) -> torch.Tensor:
@@ -64,10 +41,6 @@ def term_loss(program, model, batch, n: int, label: str, phase: int = 0, seed: i
     torch.manual_seed(seed)
     (t,) = [t for t in program.phases[phase].terms if t.label == label]
     return t.bound.loss(StepContext(model, batch, n))
-
-
-def num(t: torch.Tensor) -> float:
-    return t.detach().item()
 
 
 def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,50 @@
+"""Shared by the formula tests (a compiled objective against the same formula written out in
+plain PyTorch): models in float64 on the CPU, with their data, each dataset loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unigen.kinds import Dataset
+from unigen.run import compile_file
+from unigen.runtime import Model, load_dataset
+
+SEED = 1234
+TOL = 1e-5
+CPU = torch.device("cpu")
+
+_DATASETS: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Networks, priors and noise in float64, so the comparisons can be tight (autouse in every
+    module that imports it)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def model64(registry, path: Path, overrides=()) -> tuple:
+    """The compiled program and its model in float64, data included."""
+    program = compile_file(path, ["train.device=cpu", *overrides], registry).program
+    key = (program.spec.data.source, tuple(sorted(program.spec.data.options.items())))
+    if key not in _DATASETS:
+        ds = load_dataset(program, registry)
+        as64 = lambda d: {k: (v.double() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
+        _DATASETS[key] = Dataset(as64(ds.train), as64(ds.test), ds.info)
+    return program, Model(program, registry, CPU, _DATASETS[key])
+
+
+def with_batch(registry, path: Path, overrides=()) -> tuple:
+    """`model64`, and a training batch of 32."""
+    program, model = model64(registry, path, overrides)
+    return program, model, {v: model.dataset.train[f][:32] for v, f in model.fields.items()}
+
+
+def num(t: torch.Tensor) -> float:
+    return t.detach().item()
