@@ -3,13 +3,15 @@ plain PyTorch): models in float64 on the CPU, with their data, each dataset load
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from unigen.kinds import Dataset
-from unigen.run import compile_file
+from unigen.run import compile_file, train_run
 from unigen.runtime import Model, load_dataset
 
 SEED = 1234
@@ -48,3 +50,15 @@ def with_batch(registry, path: Path, overrides=()) -> tuple:
 
 def num(t: torch.Tensor) -> float:
     return t.detach().item()
+
+
+def trained_summary(registry, path: Path, out: Path, keys: list[str], steps: int = 3) -> dict:
+    """Trains a shipped spec a few steps in float32 (as the command line does) and returns its
+    summary.json, having checked the step count and that each of `keys` is a finite metric."""
+    torch.set_default_dtype(torch.float32)
+    run = train_run(path, ["train.eval_samples=200"], out=str(out), steps=steps, device="cpu", registry=registry, quiet=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == steps
+    for key in keys:
+        assert key in summary["metrics"] and math.isfinite(summary["metrics"][key]), (path.stem, key, summary["metrics"])
+    return summary

@@ -41,18 +41,8 @@ def _plt() -> Any:
 
 
 def draw(model: Model, var: str, n: int, fixed: dict[str, torch.Tensor] | None = None, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """n values of `var` from the p-trace, with some variables set (`fixed`), as the mean of
-    its conditional where it has one (as `Model.generate`)."""
-    trace = model.trace("p", model.observed_batch(batch) if batch else None, n)
-    trace.values.update(fixed or {})
-    edge = model.program.graph.into(var, "generative")
-    if edge is None:
-        return trace[var]
-    dist = trace.cond(edge)
-    try:
-        return dist.mean
-    except NotImplementedError:
-        return trace[var]
+    """n values of `var` from the p-trace, with some variables set (`fixed`)."""
+    return model.generate(n, var, batch, fixed)
 
 
 def label_parent(graph: ModelGraph, var: str) -> str | None:

@@ -132,9 +132,11 @@ class Model(nn.Module):
         return None
 
     @torch.no_grad()
-    def generate(self, n: int, var: str, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Samples of `var` from the p-trace, as the mean of its last conditional where it has one."""
+    def generate(self, n: int, var: str, batch: dict[str, torch.Tensor] | None = None, fixed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Samples of `var` from the p-trace, as the mean of its last conditional where it has
+        one; `fixed` sets some variables of the trace (a traversal, an interpolation)."""
         trace = self.trace("p", self.observed_batch(batch) if batch else None, n)
+        trace.values.update(fixed or {})
         edge = self.program.graph.into(var, "generative")
         if edge is None:
             return trace[var]
