@@ -7,7 +7,8 @@ and high-quality samples, median and spread over seeds, beside the published val
 Protocol (Srivastava et al. 2017, VEEGAN): 2,500 samples from the trained generator; a sample
 is high quality when it lies within 3 sigma of its nearest mode; a mode is captured when it is
 the nearest mode of at least one high-quality sample (the `modes` metric). Each row starts from
-specs/gan-ring.yaml or specs/gan-grid.yaml and changes only what its label says. The table goes
+specs/gan-ring.yaml or specs/gan-grid.yaml (the rows with several generators from
+specs/madgan-* and specs/multigen-*) and changes only what its label says. The table goes
 to benchmarks/results/mixtures.md with the command that made it.
 """
 
@@ -29,7 +30,8 @@ PLAIN = ["edges.1.options.r1=0"]
 SPEC_STEPS = {"ring": 10000, "grid": 20000}  # specs/gan-ring.yaml and specs/gan-grid.yaml
 CRITIC5 = ["phases.discriminator.repeats=5"]
 # label -> overrides of the base spec (which is a non-saturating GAN with R1)
-CONFIGS: dict[str, list[str]] = {
+# label -> overrides of the base spec, or {data: overrides} where they differ by data set
+CONFIGS: dict[str, list[str] | dict[str, list[str]]] = {
     "minimax": ["edges.1.objective=minimax", *PLAIN],
     "nonsaturating": ["edges.1.objective=nonsaturating", *PLAIN],
     "hinge": ["edges.1.objective=hinge", *PLAIN],
@@ -47,6 +49,15 @@ CONFIGS: dict[str, list[str]] = {
     "nonsaturating + PacGAN pack 4": [*PLAIN, "edges.1.options.pack=4"],
     "nonsaturating + feature matching": [*PLAIN, "phases.generator.terms=[feature_matching]"],
     "nonsaturating + R1 + EMA 0.999": ["networks.generator.ema=0.999"],
+    "k generators + R1 + EMA 0.999 (multigen specs; grid: cosine lr)": [],
+    "MAD-GAN: k generators, D also tells which (k = modes)": [],
+    "2k generators, as the multigen specs otherwise": {"ring": ["variables.c.shape=[16]"], "grid": ["variables.c.shape=[50]"]},
+}
+# The base spec of a row, `<base>-<data>.yaml` (default `gan`).
+BASE = {
+    "MAD-GAN: k generators, D also tells which (k = modes)": "madgan",
+    "k generators + R1 + EMA 0.999 (multigen specs; grid: cosine lr)": "multigen",
+    "2k generators, as the multigen specs otherwise": "multigen",
 }
 
 PUBLISHED = """\
@@ -73,7 +84,7 @@ def one(job: tuple[str, str, list[str], int, int | None, int]) -> tuple[str, str
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = train_run(ROOT / "specs" / f"gan-{data}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run", steps=steps, device="cpu", registry=default_registry(), quiet=True)
+        run = train_run(ROOT / "specs" / f"{BASE.get(label, 'gan')}-{data}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run", steps=steps, device="cpu", registry=default_registry(), quiet=True)
         metrics = json.loads((run / "summary.json").read_text())["metrics"]
     return label, data, seed, metrics, time.perf_counter() - start
 
@@ -99,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = {k: v for k, v in CONFIGS.items() if not args.only or any(k.startswith(o) for o in args.only)}
     steps = {"ring": 1500, "grid": 3000} if args.quick else {"ring": None, "grid": None}
     steps = {"ring": args.steps_ring or steps["ring"], "grid": args.steps_grid or steps["grid"]}
-    jobs = [(label, data, ov, seed, steps[data], 1) for label, ov in configs.items() for data in args.data for seed in args.seeds]
+    jobs = [(label, data, ov[data] if isinstance(ov, dict) else ov, seed, steps[data], 1) for label, ov in configs.items() for data in args.data for seed in args.seeds]
     results: dict[tuple[str, str], list[tuple[dict[str, float], float]]] = {}
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else _Serial() as pool:

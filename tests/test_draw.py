@@ -41,6 +41,12 @@ def test_draw_dot_of_aae_has_every_edge_styled_by_kind(registry):
     assert "real p.z" in adv["label"] and "fake q.z" in adv["label"]
 
 
+def test_draw_madgan_indicator_says_which_latent_it_also_tells(registry):
+    text = to_dot(describe(graph_of("madgan-ring", registry)))
+    assert re.search(r'"link:adv_x" \[[^\n]*label=<y<BR/>.*adv_x<BR/>y also tells c', text)
+    assert "also tells" not in to_dot(describe(graph_of("gan-ring", registry)))
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_draw_dot_has_one_edge_per_parent_and_judged_variable(spec, registry):
     graph = graph_of(spec.stem, registry)

@@ -82,7 +82,8 @@ def describe(graph: ModelGraph) -> Drawing:
     for e in graph.edges:
         if e.kind == "adversarial":
             link = f"link:{e.name}"
-            d.nodes.append(Node(link, "y", "link", sublabel=e.name))
+            # MAD-GAN: y also takes the values of the identified latent (which generator).
+            d.nodes.append(Node(link, "y", "link", sublabel=e.name + (f"\ny also tells {e.identify}" if e.identify else "")))
             for v in dict.fromkeys(e.parents):
                 real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
                 fake = ", ".join(f"{t}.{x}" for t, x in e.fake if x == v)

@@ -39,6 +39,7 @@ CODES: dict[str, str] = {
     "G014": "term needs something the graph does not provide",
     "G015": "ambiguous or wrong term target",
     "G016": "bad options for a registered kind",
+    "G017": "`identify` names no categorical latent behind the fake side",
     "G020": "bad mask of a partially observed variable",
     "P001": "plugin failed to load",
     "P002": "kind registered twice",

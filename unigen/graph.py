@@ -37,6 +37,7 @@ class EdgeInfo:
     index: int  # position in spec.edges
     real: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged real
     fake: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged fake
+    identify: str | None = None  # adversarial: categorical latent whose value the discriminator also tells
 
     @property
     def path(self) -> Path:
@@ -226,4 +227,5 @@ def _parse_edge(e: Edge, i: int, errors: list[Diagnostic]) -> EdgeInfo | None:
         index=i,
         real=real,
         fake=fake,
+        identify=e.identify if kind == "adversarial" else None,
     )

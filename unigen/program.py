@@ -121,7 +121,7 @@ def format_program(program: Program) -> str:
     for e in links:
         real = ", ".join(f"{t}.{v}" for t, v in e.real)
         fake = ", ".join(f"{t}.{v}" for t, v in e.fake)
-        lines.append(f"  link      {e.name}: {e.net}({real}) real vs {e.net}({fake}) fake, objective {_call(e.objective or '', program.options.get(e.path + ('objective',)))}")
+        lines.append(f"  link      {e.name}: {e.net}({real}) real vs {e.net}({fake}) fake, objective {_call(e.objective or '', program.options.get(e.path + ('objective',)))}" + (f"; also tells which `{e.identify}` made each fake" if e.identify else ""))
     lines.append("  networks")
     sigs = program.option("network", "signatures") or {}
     for name, net in spec.networks.items():

@@ -66,6 +66,7 @@ class Edge(_Strict):
     name: str | None = Field(None, pattern=NAME, description="name used by terms (`elbo@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
     real: list[str] | None = Field(None, description="adversarial real side as `trace.var` items (default `q.<var>` for each judged variable)")
     fake: list[str] | None = Field(None, description="adversarial fake side as `trace.var` items (default `p.<var>` for each judged variable)")
+    identify: str | None = Field(None, pattern=NAME, description="adversarial links only: a categorical latent (k values) behind the fake side; the discriminator gives 1 + k logits and also tells which value produced each fake sample (MAD-GAN: which generator)")
     options: dict[str, Any] = Field(default_factory=dict, description="options of the distribution or the objective")
 
     @model_validator(mode="after")
@@ -79,6 +80,8 @@ class Edge(_Strict):
             raise ValueError("`dist` belongs to generative and inference edges only")
         if kinds[0] != "adversarial" and (self.real is not None or self.fake is not None):
             raise ValueError("`real` and `fake` belong to adversarial edges only")
+        if kinds[0] != "adversarial" and self.identify is not None:
+            raise ValueError("`identify` belongs to adversarial edges only")
         return self
 
     @property

@@ -101,6 +101,8 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
                 if v not in spec.variables and v not in reported:
                     reported.add(v)
                     _unknown(out, "variable", v, variables, e.path + ((side, j) if given else (e.kind,)))
+        if e.identify is not None and e.identify not in spec.variables:
+            _unknown(out, "variable", e.identify, variables, e.path + ("identify",))
         if e.net not in spec.networks:
             _unknown(out, "network", e.net, networks, e.path + ("net",))
         if e.kind == "adversarial" and not e.objective:
@@ -211,9 +213,30 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
             source = graph.p_source(v) if trace == "p" else graph.q_source(v)
             if source == "none":
                 d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
+        if e.identify is not None:
+            _identify(graph, e, d)
         behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake)) if e.fake else set()
         if not behind:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
+
+
+def _identify(graph: ModelGraph, e: EdgeInfo, d: list[Diagnostic]) -> None:
+    """`identify: c` (MAD-GAN): c is a categorical latent with a prior, a vector of k values, and
+    every fake item is generated from it, so that each fake sample has one value of c."""
+    c = e.identify
+    assert c is not None
+    var = graph.spec.variables[c]
+    gen = graph.generative_dag()
+    path = e.path + ("identify",)
+    if var.observed or var.prior != "categorical" or len(var.shape) != 1:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which is not a latent with `prior: categorical` and a shape [k]; the discriminator tells which of its k values produced each fake sample.", path, f"declare `{c}: {{prior: categorical, shape: [k]}}` (k generators), or remove `identify`."))
+        return
+    if graph.into(c, "generative") is not None:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which a generative edge produces; expected a root drawn from its categorical prior.", path, f"remove the generative edge into `{c}`, or identify a root latent."))
+        return
+    missing = [f"{t}.{v}" for t, v in e.fake if t != "p" or not nx.has_path(gen, c, v)]
+    if missing:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, but its fake side {', '.join(missing)} is not generated from `{c}` in the p-trace, so a fake sample has no value of `{c}` to tell.", path, f"make `{c}` a parent of the generator's edge (e.g. `generative: \"{c}, z -> x\"`), or remove `identify`."))
 
 
 def _supervised(graph: ModelGraph, inf: nx.DiGraph, e: EdgeInfo) -> bool:
@@ -267,7 +290,9 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             # `pack: m` (PacGAN): the network judges m samples at once, stacked on the first axis.
             pack = e.options.get("pack", 1) if isinstance(e.options.get("pack", 1), int) else 1
             inputs = [(graph.shape(v)[0] * pack, *graph.shape(v)[1:]) for _, v in e.real]
-            output: tuple[int, ...] = (1,)
+            # `identify: c` (MAD-GAN): one logit for `real` and one for each value of c.
+            ident = graph.shape(e.identify) if e.identify in graph.spec.variables else ()
+            output: tuple[int, ...] = (1 + ident[0],) if len(ident) == 1 else (1,)
         else:
             assert e.child is not None and e.dist is not None
             dist = registry.get("distributions", e.dist)

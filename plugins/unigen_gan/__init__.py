@@ -12,7 +12,7 @@ from typing import Any
 from unigen import hookimpl
 
 from . import objectives
-from .families import WGANFamily, WGANGPFamily
+from .families import MADGANFamily, WGANFamily, WGANGPFamily
 from .improved import FeatureMatching, HistoricalAverage
 from .terms import AdversarialD, AdversarialG, GANFamily
 
@@ -36,3 +36,4 @@ def unigen_register_families(register: Any) -> None:
     register("gan", GANFamily())
     register("wgan", WGANFamily())
     register("wgan_gp", WGANGPFamily())
+    register("madgan", MADGANFamily())

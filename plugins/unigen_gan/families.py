@@ -37,3 +37,18 @@ class WGANGPFamily(Family):
     def complete(self, doc: dict[str, Any]) -> dict[str, Any]:
         adam = {"kind": "adam", "lr": 1e-4, "betas": [0.0, 0.9]}
         return GANFamily().complete(merge_defaults(_wasserstein("wgan_gp", {"gp": 10.0}, adam, adam, 5), doc))
+
+
+class MADGANFamily(Family):
+    doc = "MAD-GAN (Ghosh et al. 2018) on the 2-D ring: 8 generators (`multi_mlp`, c picks one), one discriminator with 1 + 8 classes that also tells which generator made each fake sample"
+
+    def complete(self, doc: dict[str, Any]) -> dict[str, Any]:
+        defaults: dict[str, Any] = {
+            "variables": {"c": {"prior": "categorical", "shape": [8]}},
+            "networks": {"generator": {"arch": "multi_mlp", "hidden": [128, 128]}},
+            "edges": [
+                {"generative": "c, z -> x", "net": "generator", "dist": "deterministic"},
+                {"adversarial": "x", "net": "discriminator", "objective": "nonsaturating", "identify": "c"},
+            ],
+        }
+        return GANFamily().complete(merge_defaults(defaults, doc))

@@ -9,6 +9,16 @@ Options of the terms (`{term: adversarial.g, options: {...}}`):
 - `reconstructions` (both sides): the fake side is also judged on reconstructions, the fake
   variables regenerated from the q-trace (x~ = decoder(q.z)), as in VAE/GAN (Larsen et al.
   2016). Each loss is the mean of its value on the generated and on the reconstructed fakes.
+
+A link with `identify: c` (MAD-GAN, Ghosh et al. 2018) has a discriminator with 1 + k logits:
+class 0 is `real`, class 1 + i is `made with c = i` (generator i). Its cross-entropy splits
+exactly into the two-class loss on the log-odds of `real`, s = logit_0 - logsumexp(logit_1..k)
+(D(real) = sigmoid(s)), plus the cross-entropy of telling the generators apart on the fake side:
+
+    D: -log softmax_0(D(r)) - log softmax_{1+c}(D(f)) = [softplus(-s_r) + softplus(s_f)] + CE_k(D(f)_{1..k}, c)
+
+so the objective (`nonsaturating`, `minimax`) acts on s, and the generators' loss is the
+objective's G-loss on s (non-saturating: -log softmax_0(D(f))).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from unigen.graph import EdgeInfo, ModelGraph
@@ -126,6 +137,37 @@ def iw_mean(losses: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
     return (w * losses.reshape(len(losses))).sum()
 
 
+# --------------------------------------------------------------- MAD-GAN
+
+def real_log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """The log-odds of `real` among 1 + k classes, logit_0 - logsumexp(logit_1..k), as (n, 1)."""
+    return logits[:, :1] - torch.logsumexp(logits[:, 1:], dim=1, keepdim=True)
+
+
+def identify_check(site: Site, e: EdgeInfo, reconstructions: bool) -> str | None:
+    """The categorical latent a link identifies (`identify: c`), after checking the link's other
+    settings allow it; None when the link identifies nothing."""
+    if e.identify is None:
+        return None
+    objective = site.registry.get("objectives", e.objective or "") if site.registry.has("objectives", e.objective or "") else None
+    if _log_ratio(objective, e.objective or "") is None:
+        raise TermError(
+            f"link `{e.name}` identifies `{e.identify}` (MAD-GAN): its discriminator's 1 + k classes are read through a softmax, which objective `{e.objective}` does not use.",
+            "use `objective: nonsaturating` (or `minimax`) on the link, or remove `identify`.",
+        )
+    if e.options.get("pack", 1) != 1:
+        raise TermError(
+            f"link `{e.name}` identifies `{e.identify}` and packs samples (`pack: {e.options.get('pack')}`): a pack mixes samples of several generators, so it has no single one to tell.",
+            "remove `pack` or `identify`.",
+        )
+    if reconstructions:
+        raise TermError(
+            f"link `{e.name}` identifies `{e.identify}` and also judges reconstructions, which no value of `{e.identify}` produced.",
+            "remove `reconstructions` or `identify`.",
+        )
+    return e.identify
+
+
 class AdvDOptions(Options):
     reconstructions: bool = Field(False, description="also judge reconstructions (the fake variables regenerated from the q-trace, x~ = decoder(q.z)) as fake, as in VAE/GAN; the loss is the mean of its values on generated and reconstructed fakes")
 
@@ -143,6 +185,7 @@ class AdversarialD(Term):
         e: EdgeInfo = site.edge  # type: ignore[assignment]
         net = e.net
         recon = recon_plan(site.graph, e) if site.options is not None and site.options.reconstructions else None
+        ident = identify_check(site, e, recon is not None)
 
         def loss(ctx: StepContext) -> torch.Tensor:
             objective, opts = ctx.model.objectives[e.name]
@@ -155,7 +198,14 @@ class AdversarialD(Term):
                 real = [r.detach().requires_grad_(True) for r in real]
             real_logits = d(*real)
             fake = _side(ctx, e.fake)
-            loss = objective.d_loss(real_logits, d(*fake), opts)
+            fake_logits = d(*fake)
+            told = None
+            if ident is not None:  # MAD-GAN: which generator, then real vs fake on the log-odds
+                told = F.cross_entropy(fake_logits[:, 1:], ctx.p[ident].argmax(-1))
+                real_logits, fake_logits = real_log_odds(real_logits), real_log_odds(fake_logits)
+            loss = objective.d_loss(real_logits, fake_logits, opts)
+            if told is not None:
+                loss = loss + told
             if recon is not None:
                 loss = 0.5 * (loss + objective.d_loss(real_logits, d(*_recon_side(ctx, recon)), opts))
             penalty = objective.d_penalty(d, real, fake, opts)
@@ -166,7 +216,8 @@ class AdversarialD(Term):
         traces = frozenset(t for t, _ in e.real + e.fake) | (frozenset("q") if recon else frozenset())
         reaches = site.graph.nets_of(e) | _behind(site.graph, e.real) | _behind(site.graph, e.fake) | (_recon_behind(site.graph, recon) if recon else set())
         fakes = f"fake ({_show(e.fake)})" + (f" and reconstructions ({_show_recon(recon)}), averaged" if recon else "")
-        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs {fakes}", traces, frozenset(reaches), health=_collapse_check(site, e))
+        told = f" on the log-odds of real among 1 + k classes, + CE telling which `{ident}` made each fake" if ident else ""
+        return Bound(loss, f"{e.objective} D-loss of {net}: real ({_show(e.real)}) vs {fakes}{told}", traces | (frozenset("p") if ident else frozenset()), frozenset(reaches), health=_collapse_check(site, e))
 
 
 # A D-loss within this fraction of the way from its floor (D wins outright) to its value at
@@ -218,6 +269,7 @@ class AdversarialG(Term):
         o = site.options if site.options is not None else AdvGOptions()
         real_moves = bool(_behind(site.graph, e.real))
         recon = recon_plan(site.graph, e) if o.reconstructions else None
+        ident = identify_check(site, e, recon is not None)
         log_ratio = None
         if o.importance_weighted:
             objective = site.registry.get("objectives", e.objective or "") if site.registry.has("objectives", e.objective or "") else None
@@ -232,6 +284,8 @@ class AdversarialG(Term):
             objective, opts = ctx.model.objectives[e.name]
             fake = d(*fake_values)
             real = d(*real_values) if real_values is not None else None
+            if ident is not None:
+                fake, real = real_log_odds(fake), (real_log_odds(real) if real is not None else None)
             if log_ratio is None:
                 return objective.g_loss(fake, opts, real=real)
             # Each fake sample's loss, weighted by its normalised density ratio D/(1-D); a real
@@ -256,7 +310,8 @@ class AdversarialG(Term):
         reaches = site.graph.nets_of(e) | _behind(site.graph, e.fake) | (_behind(site.graph, e.real) if real_moves else set()) | (_recon_behind(site.graph, recon) if recon else set())
         sides = f"fake ({_show(e.fake)})" + (f" and reconstructions ({_show_recon(recon)}), averaged" if recon else "") + (f" and real ({_show(e.real)}) with labels swapped" if real_moves else "")
         weighted = ", each sample weighted by w = D/(1-D) normalised over the batch (detached)" if log_ratio is not None else ""
-        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}{weighted}", traces, frozenset(reaches))
+        told = " on the log-odds of real among 1 + k classes" if ident else ""
+        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}{weighted}{told}", traces, frozenset(reaches))
 
 
 class GANFamily(Family):

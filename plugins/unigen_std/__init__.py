@@ -13,6 +13,7 @@ from . import data, dists, metrics, nets, optim, trackers
 @hookimpl
 def unigen_register_networks(register: Any) -> None:
     register("mlp", nets.MLPArch())
+    register("multi_mlp", nets.MultiMLPArch())
 
 
 @hookimpl

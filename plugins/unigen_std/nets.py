@@ -1,4 +1,5 @@
-"""The multilayer perceptron, sized from the shapes of the edge it computes."""
+"""The multilayer perceptron, sized from the shapes of the edge it computes, and a set of k
+of them picked by a one-hot input (k generators, as in MAD-GAN)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,68 @@ class MLPArch(Arch):
 
     def feature_layers(self, options: MLPOptions) -> list[tuple[int, ...]]:
         return [(h,) for h in options.hidden]
+
+
+class MultiMLP(nn.Module):
+    """k separate MLPs; the first input (one-hot, k values) says which one maps each row's
+    other inputs. The rows are grouped by network and padded to the largest group, so that each
+    layer of all k networks is one batched matrix product, and each network sees only its rows.
+    (On a GPU, reading the largest group's size is one host synchronisation per forward.)"""
+
+    def __init__(self, k: int, n_in: int, output: tuple[int, ...], o: MLPOptions) -> None:
+        super().__init__()
+        widths = [n_in, *o.hidden, math.prod(output)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for a, b in zip(widths[:-1], widths[1:]):
+            bound = 1 / math.sqrt(a)  # nn.Linear's default initialisation, for each network
+            self.weights.append(nn.Parameter(torch.empty(k, a, b).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(k, b).uniform_(-bound, bound)))
+        self.act = ACTIVATIONS[o.activation]()
+        out = OUT[o.out_activation]
+        self.out_act = out() if out is not None else nn.Identity()
+        self.k, self.output = k, output
+
+    def forward(self, which: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        x = MLP._join(inputs)
+        index = which.argmax(1)
+        order = index.argsort(stable=True)
+        group = index[order]
+        counts = torch.bincount(index, minlength=self.k)
+        pos = torch.arange(len(x), device=x.device) - (counts.cumsum(0) - counts)[group]  # row within its group
+        h = x.new_zeros(self.k, int(counts.max()), x.shape[1])
+        h = h.index_put((group, pos), x.index_select(0, order))
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b.unsqueeze(1), h, w)
+            h = self.act(h) if i < last else self.out_act(h)
+        y = h[group, pos]
+        y = torch.empty_like(y).index_copy(0, order, y)
+        return y if len(self.output) == 1 else y.view(-1, *self.output)
+
+    def single(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Network i alone on rows x (flattened inputs after the one-hot)."""
+        last = len(self.weights) - 1
+        for j, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = x @ w[i] + b[i]
+            x = self.act(x) if j < last else self.out_act(x)
+        return x
+
+
+class MultiMLPOptions(Options):
+    hidden: list[int] = [256, 256]
+    activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = "relu"
+    out_activation: Literal["none", "tanh", "sigmoid"] = "none"
+
+
+class MultiMLPArch(Arch):
+    Options = MultiMLPOptions
+    doc = "k separate MLPs (k generators, MAD-GAN): the first parent, one-hot with k values, picks the network that maps the other parents, flattened and concatenated"
+
+    def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: MultiMLPOptions) -> list[str]:
+        if len(inputs) < 2 or len(inputs[0]) != 1:
+            return ["`multi_mlp` needs a one-hot first parent (shape [k]) that picks the network, and at least one more parent it maps, e.g. `generative: \"c, z -> x\"` with `c: {prior: categorical, shape: [k]}`."]
+        return []
+
+    def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: MultiMLPOptions) -> nn.Module:
+        return MultiMLP(inputs[0][0], sum(math.prod(s) for s in inputs[1:]), output, options)
