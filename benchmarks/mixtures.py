@@ -6,7 +6,9 @@ and high-quality samples, median and spread over seeds, beside the published val
 
 Protocol (Srivastava et al. 2017, VEEGAN): 2,500 samples from the trained generator; a sample
 is high quality when it lies within 3 sigma of its nearest mode; a mode is captured when it is
-the nearest mode of at least one high-quality sample (the `modes` metric). Each row starts from
+the nearest mode of at least one high-quality sample (the `modes` metric). `spread` is the RMS
+distance of the high-quality samples to their mode over the data's own (1: as spread as the
+data; near 0: modes collapsed to points, which the high-quality share alone would reward). Each row starts from
 specs/gan-ring.yaml or specs/gan-grid.yaml (the rows with several generators from
 specs/madgan-* and specs/multigen-*) and changes only what its label says. The table goes
 to benchmarks/results/mixtures.md with the command that made it.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -117,13 +120,18 @@ def main(argv: list[str] | None = None) -> int:
         for label, data, seed, metrics, secs in pool.imap_unordered(one, jobs):
             results.setdefault((label, data), []).append((metrics, secs))
             print(f"{label} | {data} seed {seed}: modes {metrics['modes_captured']:.0f}, HQ {100 * metrics['hq_fraction']:.1f}% ({secs:.0f} s)", flush=True)
-    header = "| objective / technique | " + " | ".join(f"{d} modes | {d} HQ | {d} s/run" for d in args.data) + " |"
-    lines = [header, "|---|" + "---:|---:|---:|" * len(args.data)]
+    header = "| objective / technique | " + " | ".join(f"{d} modes | {d} HQ | {d} spread | {d} s/run" for d in args.data) + " |"
+    lines = [header, "|---|" + "---:|---:|---:|---:|" * len(args.data)]
     for label in configs:
         cells = []
         for data in args.data:
             rs = results.get((label, data), [])
-            cells += [cell([m["modes_captured"] for m, _ in rs], "{:.0f}"), cell([100 * m["hq_fraction"] for m, _ in rs], "{:.1f}%"), f"{statistics.median(s for _, s in rs):.0f}"]
+            cells += [
+                cell([m["modes_captured"] for m, _ in rs], "{:.0f}"),
+                cell([100 * m["hq_fraction"] for m, _ in rs], "{:.1f}%"),
+                cell([m.get("hq_spread", math.nan) for m, _ in rs], "{:.2f}"),
+                f"{statistics.median(s for _, s in rs):.0f}",
+            ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     import torch
 
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# GAN objectives and techniques on the 2-D mixtures\n\n`{command.strip()}`\n\n"
         f"Median over seeds {args.seeds} [min–max]; {', '.join(f'{d} {steps[d] or SPEC_STEPS[d]:,} steps per run' + ('' if steps[d] is None else ' (the spec: ' + f'{SPEC_STEPS[d]:,})') for d in args.data)}; "
         f"2,500 samples scored; one torch thread per run, {args.jobs} run(s) at a time on {os.cpu_count()} CPU cores; torch {torch.__version__}; "
-        f"{time.perf_counter() - start:.0f} s in all.\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED
+        f"{time.perf_counter() - start:.0f} s in all. Spread: the high-quality samples' RMS distance to their mode over the data's (1: as the data).\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED
     )
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from unigen.registry import default_registry
 from unigen.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOWN = ("test_nelbo", "modes_captured", "hq_fraction", "mode_kl", "recon_error", "test_accuracy", "cond_accuracy")
+SHOWN = ("test_nelbo", "modes_captured", "hq_fraction", "hq_spread", "mode_kl", "recon_error", "test_accuracy", "cond_accuracy")
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ its optimizer steps, used for samples and metrics, stored in checkpoints, resume
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_metrics_use_the_average(registry):
     with torch.no_grad():
         for p, w in zip(model.nets["generator"].parameters(), live):
             p.copy_(w)
-    assert ours == hand
+    assert ours.keys() == hand.keys() and all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(ours.values(), [hand[k] for k in ours]))  # hq_spread: NaN without a high-quality sample
     assert ours["mode_kl"] != plain["mode_kl"]  # the live generator gives other samples
     assert model.nets["generator"] is not model.averages.copies["generator"]  # swapped back
 

@@ -120,3 +120,14 @@ def test_stats_modes_of_a_known_mixture():
     assert out["hq_fraction"] == pytest.approx(400 / 500, abs=0.01)  # a 2-D Gaussian leaves 3 sigma with p ~ 0.011
     p = torch.tensor([0.6, 0.2, 0.2], dtype=torch.float64)
     assert out["mode_kl"] == pytest.approx(float((p * (p * 8).log()).sum()), rel=1e-6)  # mode_stats counts in float32
+
+
+def test_stats_spread_is_one_on_the_data_and_zero_on_points():
+    modes = ring()
+    gen = torch.Generator().manual_seed(1)
+    data = modes[torch.arange(40000) % 8] + 0.01 * torch.randn(40000, 2, generator=gen, dtype=torch.float64)
+    assert mode_stats(data, modes, 0.01)["hq_spread"] == pytest.approx(1.0, abs=0.01)
+    half = modes[torch.arange(40000) % 8] + 0.005 * torch.randn(40000, 2, generator=gen, dtype=torch.float64)
+    assert mode_stats(half, modes, 0.01)["hq_spread"] == pytest.approx(0.5 / math.sqrt(0.94945), abs=0.02)  # nearly all within 3 sigma
+    assert mode_stats(modes[3].repeat(500, 1), modes, 0.01)["hq_spread"] == 0.0
+    assert math.isnan(mode_stats(modes * 2, modes, 0.01)["hq_spread"])  # no high-quality sample
