@@ -52,15 +52,17 @@ CONFIGS: dict[str, list[str] | dict[str, list[str]]] = {
     "nonsaturating + PacGAN pack 4": [*PLAIN, "edges.1.options.pack=4"],
     "nonsaturating + feature matching": [*PLAIN, "phases.generator.terms=[feature_matching]"],
     "nonsaturating + R1 + EMA 0.999": ["networks.generator.ema=0.999"],
-    "k generators + R1 + EMA 0.999 (multigen specs; grid: cosine lr)": [],
+    "k generators + R1 + EMA 0.999 + cosine lr (multigen specs)": [],
     "MAD-GAN: k generators, D also tells which (k = modes)": [],
-    "2k generators, as the multigen specs otherwise": {"ring": ["variables.c.shape=[16]"], "grid": ["variables.c.shape=[50]"]},
+    "multigen with twice as many generators as modes": {"ring": ["variables.c.shape=[16]"], "grid": ["variables.c.shape=[50]"]},
+    "multigen with half as many generators as modes": {"ring": ["variables.c.shape=[4]"], "grid": ["variables.c.shape=[12]"]},
 }
 # The base spec of a row, `<base>-<data>.yaml` (default `gan`).
 BASE = {
     "MAD-GAN: k generators, D also tells which (k = modes)": "madgan",
-    "k generators + R1 + EMA 0.999 (multigen specs; grid: cosine lr)": "multigen",
-    "2k generators, as the multigen specs otherwise": "multigen",
+    "k generators + R1 + EMA 0.999 + cosine lr (multigen specs)": "multigen",
+    "multigen with twice as many generators as modes": "multigen",
+    "multigen with half as many generators as modes": "multigen",
 }
 
 PUBLISHED = """\
@@ -114,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     steps = {"ring": 1500, "grid": 3000} if args.quick else {"ring": None, "grid": None}
     steps = {"ring": args.steps_ring or steps["ring"], "grid": args.steps_grid or steps["grid"]}
     jobs = [(label, data, ov[data] if isinstance(ov, dict) else ov, seed, steps[data], 1) for label, ov in configs.items() for data in args.data for seed in args.seeds]
+    jobs.sort(key=lambda job: SPEC_STEPS[job[1]], reverse=True)  # the long runs first: the pool ends sooner
     results: dict[tuple[str, str], list[tuple[dict[str, float], float]]] = {}
+    per_seed: list[str] = []
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else _Serial() as pool:
         for label, data, seed, metrics, secs in pool.imap_unordered(one, jobs):
             results.setdefault((label, data), []).append((metrics, secs))
-            print(f"{label} | {data} seed {seed}: modes {metrics['modes_captured']:.0f}, HQ {100 * metrics['hq_fraction']:.1f}% ({secs:.0f} s)", flush=True)
+            line = f"{label} | {data} seed {seed}: modes {metrics['modes_captured']:.0f}, HQ {100 * metrics['hq_fraction']:.1f}%, spread {metrics.get('hq_spread', math.nan):.2f} ({secs:.0f} s)"
+            per_seed.append(line)
+            print(line, flush=True)
     header = "| objective / technique | " + " | ".join(f"{d} modes | {d} HQ | {d} spread | {d} s/run" for d in args.data) + " |"
     lines = [header, "|---|" + "---:|---:|---:|---:|" * len(args.data)]
     for label in configs:
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# GAN objectives and techniques on the 2-D mixtures\n\n`{command.strip()}`\n\n"
         f"Median over seeds {args.seeds} [min–max]; {', '.join(f'{d} {steps[d] or SPEC_STEPS[d]:,} steps per run' + ('' if steps[d] is None else ' (the spec: ' + f'{SPEC_STEPS[d]:,})') for d in args.data)}; "
         f"2,500 samples scored; one torch thread per run, {args.jobs} run(s) at a time on {os.cpu_count()} CPU cores; torch {torch.__version__}; "
-        f"{time.perf_counter() - start:.0f} s in all. Spread: the high-quality samples' RMS distance to their mode over the data's (1: as the data).\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED
+        f"{time.perf_counter() - start:.0f} s in all. Spread: the high-quality samples' RMS distance to their mode over the data's (1: as the data).\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED + "\nEvery run:\n\n" + "\n".join(f"- {line}" for line in sorted(per_seed)) + "\n"
     )
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
