@@ -95,10 +95,14 @@ def one(job: tuple[str, str, list[str], int, int | None, int]) -> tuple[str, str
 
 
 def cell(values: list[float], fmt: str) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt.format(med)
-    return fmt.format(med) + " [" + fmt.format(min(values)) + "–" + fmt.format(max(values)) + "]"
+    """Median [min–max]; a NaN (spread of a run without a high-quality sample) is left out and
+    counted."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return "—"
+    med = statistics.median(finite)
+    text = fmt.format(med) if len(finite) == 1 else fmt.format(med) + " [" + fmt.format(min(finite)) + "–" + fmt.format(max(finite)) + "]"
+    return text + (f" ({len(values) - len(finite)} run(s) without one)" if len(finite) < len(values) else "")
 
 
 def main(argv: list[str] | None = None) -> int:
