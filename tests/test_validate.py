@@ -490,6 +490,16 @@ def test_validate_g013_duplicate_edge_and_phase_names(check):
     ]
 
 
+def test_validate_g013_network_listed_twice_in_a_phase(check):
+    diags = check(variant(GAN, phases="""
+        - {name: discriminator, update: [discriminator], terms: [adversarial.d]}
+        - {name: generator, update: [generator, generator], terms: [adversarial.g]}
+    """))
+    d = the(diags, "G013")
+    assert dotted(d.path) == "phases.1.update.1"
+    assert "phase `generator` lists network `generator` twice in `update`" in d.message and d.hint == "list each network once."
+
+
 # ------------------------------------------------------------------ G014, G015, G016
 
 

@@ -129,6 +129,8 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
         for j, n in enumerate(phase.update):
             if n not in spec.networks:
                 _unknown(out, "network", n, networks, ("phases", i, "update", j))
+            elif n in phase.update[:j]:
+                out.diagnostics.append(Diagnostic("G013", f"phase `{phase.name}` lists network `{n}` twice in `update`; its optimizer would hold the same parameters twice.", ("phases", i, "update", j), "list each network once."))
         for j, ref in enumerate(phase.term_refs()):
             if not registry.has("terms", ref.term):
                 out.diagnostics.append(registry.unknown("terms", ref.term, ("phases", i, "terms", j)))
