@@ -154,6 +154,8 @@ def test_identify_belongs_to_adversarial_edges(registry):
 def test_multi_mlp_needs_a_one_hot_first_parent(registry):
     d = one(errors(registry, ["edges.0.generative=z -> x", "edges.1.identify=null"]), "G012")
     assert "one-hot first parent" in d.message
+    d = one(errors(registry, ["networks.generator.batchnorm=true"]), "G016")  # each network sees only its rows: no batch norm
+    assert d.path[:2] == ("networks", "generator") and "batchnorm" in d.message
 
 
 def test_program_says_what_the_discriminator_tells(registry):

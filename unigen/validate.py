@@ -43,7 +43,7 @@ def validate_graph(graph: ModelGraph, registry: Registry) -> Checked:
     # Structure is judged on names that resolve and edges that parse: an edge dropped for a
     # bad arrow would make its network look unused, its variables unconnected, and so on.
     if names_ok and not graph.parse_errors:
-        _structure(graph, out)
+        _structure(graph, registry, out)
         _shapes(graph, registry, out)
         _phases(graph, registry, out)
         for entry in registry.all("rules"):
@@ -158,7 +158,7 @@ def _try_optimizer(registry: Registry, name: str, lr: float, options: dict[str, 
         out.diagnostics.append(Diagnostic("G016", f"optimizer `{name}` refuses its options: {type(exc).__name__}: {lines[0] if lines else ''}; expected values it accepts.", path, "fix the value it names (see torch.optim for each option's range)."))
 
 
-def _structure(graph: ModelGraph, out: Checked) -> None:
+def _structure(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     spec, d = graph.spec, out.diagnostics
     used = {e.net for e in graph.edges}
     for nname in spec.networks:
@@ -216,22 +216,24 @@ def _structure(graph: ModelGraph, out: Checked) -> None:
             if source == "none":
                 d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
         if e.identify is not None:
-            _identify(graph, e, d)
+            _identify(graph, registry, e, d)
         behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake)) if e.fake else set()
         if not behind:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
 
 
-def _identify(graph: ModelGraph, e: EdgeInfo, d: list[Diagnostic]) -> None:
-    """`identify: c` (MAD-GAN): c is a categorical latent with a prior, a vector of k values, and
-    every fake item is generated from it, so that each fake sample has one value of c."""
+def _identify(graph: ModelGraph, registry: Registry, e: EdgeInfo, d: list[Diagnostic]) -> None:
+    """`identify: c` (MAD-GAN): c is a latent drawn from a discrete prior whose values can be
+    listed (one-hot, a vector of k values), and every fake item is generated from it, so that
+    each fake sample has one value of c."""
     c = e.identify
     assert c is not None
     var = graph.spec.variables[c]
     gen = graph.generative_dag()
     path = e.path + ("identify",)
-    if var.observed or var.prior != "categorical" or len(var.shape) != 1:
-        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which is not a latent with `prior: categorical` and a shape [k]; the discriminator tells which of its k values produced each fake sample.", path, f"declare `{c}: {{prior: categorical, shape: [k]}}` (k generators), or remove `identify`."))
+    listed = var.prior is not None and registry.has("distributions", var.prior) and getattr(registry.get("distributions", var.prior), "enumerable", False)
+    if var.observed or not listed or len(var.shape) != 1:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which is not a latent with a discrete prior of listed values (such as `categorical`) and a shape [k]; the discriminator tells which of its k values produced each fake sample.", path, f"declare `{c}: {{prior: categorical, shape: [k]}}` (k generators), or remove `identify`."))
         return
     if graph.into(c, "generative") is not None:
         d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which a generative edge produces; expected a root drawn from its categorical prior.", path, f"remove the generative edge into `{c}`, or identify a root latent."))

@@ -22,12 +22,17 @@ ACTIVATIONS = {
 OUT = {"none": None, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
-class MLPOptions(Options):
+class LayerOptions(Options):
+    """What every MLP here takes (`multi_mlp` takes only these)."""
+
     hidden: list[int] = [256, 256]
     activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = "relu"
+    out_activation: Literal["none", "tanh", "sigmoid"] = "none"
+
+
+class MLPOptions(LayerOptions):
     batchnorm: bool = False
     dropout: float = 0.0
-    out_activation: Literal["none", "tanh", "sigmoid"] = "none"
 
 
 class MLP(nn.Module):
@@ -87,7 +92,7 @@ class MultiMLP(nn.Module):
     layer of all k networks is one batched matrix product, and each network sees only its rows.
     (On a GPU, reading the largest group's size is one host synchronisation per forward.)"""
 
-    def __init__(self, k: int, n_in: int, output: tuple[int, ...], o: MLPOptions) -> None:
+    def __init__(self, k: int, n_in: int, output: tuple[int, ...], o: LayerOptions) -> None:
         super().__init__()
         widths = [n_in, *o.hidden, math.prod(output)]
         self.weights = nn.ParameterList()
@@ -127,20 +132,14 @@ class MultiMLP(nn.Module):
         return x
 
 
-class MultiMLPOptions(Options):
-    hidden: list[int] = [256, 256]
-    activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = "relu"
-    out_activation: Literal["none", "tanh", "sigmoid"] = "none"
-
-
 class MultiMLPArch(Arch):
-    Options = MultiMLPOptions
+    Options = LayerOptions
     doc = "k separate MLPs (k generators, MAD-GAN): the first parent, one-hot with k values, picks the network that maps the other parents, flattened and concatenated"
 
-    def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: MultiMLPOptions) -> list[str]:
+    def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: LayerOptions) -> list[str]:
         if len(inputs) < 2 or len(inputs[0]) != 1:
             return ["`multi_mlp` needs a one-hot first parent (shape [k]) that picks the network, and at least one more parent it maps, e.g. `generative: \"c, z -> x\"` with `c: {prior: categorical, shape: [k]}`."]
         return []
 
-    def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: MultiMLPOptions) -> nn.Module:
+    def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: LayerOptions) -> nn.Module:
         return MultiMLP(inputs[0][0], sum(math.prod(s) for s in inputs[1:]), output, options)
