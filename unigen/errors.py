@@ -35,7 +35,7 @@ CODES: dict[str, str] = {
     "G010": "phase whose terms cannot reach a network it updates",
     "G011": "trainable network that no phase updates",
     "G012": "shape mismatch along an edge",
-    "G013": "two edges of one kind into the same variable",
+    "G013": "a duplicate: two edges of one kind into one variable, a name used twice, a network updated twice in a phase",
     "G014": "term needs something the graph does not provide",
     "G015": "ambiguous or wrong term target",
     "G016": "bad options for a registered kind",
