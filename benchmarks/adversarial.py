@@ -68,8 +68,8 @@ def one_run(job: tuple[str, str, tuple[str, ...], int, int | None]) -> tuple[dic
     import torch
 
     torch.set_num_threads(1)
-    from unigen.registry import default_registry
-    from unigen.run import train_run
+    from unigen.api.registry import default_registry
+    from unigen.runs.driver import train_run
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

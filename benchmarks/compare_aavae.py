@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from unigen.registry import default_registry
-from unigen.run import train_run
+from unigen.api.registry import default_registry
+from unigen.runs.driver import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ("vae-digits", "aa-vae-digits")

@@ -83,8 +83,8 @@ def one(job: tuple[str, str, list[str], int, int | None, int]) -> tuple[str, str
     label, data, overrides, seed, steps, threads = job
     import torch
 
-    from unigen.registry import default_registry
-    from unigen.run import train_run
+    from unigen.api.registry import default_registry
+    from unigen.runs.driver import train_run
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unigen.registry import default_registry
-from unigen.run import compile_file
-from unigen.trainer import Trainer
+from unigen.api.registry import default_registry
+from unigen.compile.compiler import compile_file
+from unigen.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {"vae-digits": ROOT / "specs" / "vae-digits.yaml", "gan-ring": ROOT / "specs" / "gan-ring.yaml", "dcgan-digits": ROOT / "specs" / "dcgan-digits.yaml"}

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 
-from unigen.evaluate import evaluate_run
-from unigen.registry import default_registry
-from unigen.run import compile_file, train_run
+from unigen.api.registry import default_registry
+from unigen.compile.compiler import compile_file
+from unigen.runs.driver import train_run
+from unigen.runs.evaluate import evaluate_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "suite.md"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from unigen.registry import default_registry
-from unigen.run import train_run
+from unigen.api.registry import default_registry
+from unigen.runs.driver import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = ("test_nelbo", "modes_captured", "hq_fraction", "hq_spread", "mode_kl", "recon_error", "test_accuracy", "cond_accuracy")

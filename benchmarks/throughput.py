@@ -38,9 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # noqa: E402  (the plain loops)
 
-from unigen.registry import default_registry  # noqa: E402
-from unigen.run import compile_file  # noqa: E402
-from unigen.trainer import Trainer  # noqa: E402
+from unigen.api.registry import default_registry
+from unigen.compile.compiler import compile_file
+from unigen.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"  # throughput-<device>.md

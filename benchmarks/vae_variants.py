@@ -69,8 +69,8 @@ Commands (each adds its runs to vae_variants.json and rewrites this file from al
 def train_one(job: tuple[str, int, int, int, tuple[str, ...]]) -> tuple[str, int, dict[str, float], float]:
     name, seed, steps, threads, extra = job
     torch.set_num_threads(threads)
-    from unigen.registry import default_registry
-    from unigen.run import train_run
+    from unigen.api.registry import default_registry
+    from unigen.runs.driver import train_run
 
     overrides = [*extra, f"train.seed={seed}"] + ([f"train.steps={steps}"] if steps else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +144,7 @@ def main() -> int:
     def record(name: str, seed: int, metrics: dict[str, float], seconds: float) -> None:
         steps = args.steps or None
         if steps is None:
-            from unigen.run import compile_file
+            from unigen.compile.compiler import compile_file
 
             steps = compile_file(ROOT / "specs" / f"{name}.yaml").program.spec.train.steps
         key = f"{name}[{args.tag}]" if args.tag else name

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unigen.cli import main
-from unigen.registry import Registry, default_registry
+from unigen.api.registry import Registry, default_registry
+from unigen.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from unigen.kinds import Dataset
-from unigen.run import compile_file, train_run
-from unigen.runtime import Model, load_dataset
+from unigen.api.kinds import Dataset
+from unigen.compile.compiler import compile_file
+from unigen.runs.driver import train_run
+from unigen.train.data import load_dataset
+from unigen.train.model import Model
 
 SEED = 1234
 TOL = 1e-5

@@ -19,9 +19,9 @@ from conftest import ROOT
 from formula import CPU, SEED, TOL, float64, num, trained_summary, with_batch  # noqa: F401  (float64: autouse fixture)
 from unigen_cycle.terms import matched as unigen_cycle_matched
 
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.run import compile_file
-from unigen.runtime import Model, StepContext
+from unigen.train.model import Model, StepContext
 
 SPECS = ROOT / "specs"
 GAN, CGAN, ALI = SPECS / "gan-ring.yaml", SPECS / "cgan-digits.yaml", SPECS / "ali-ring.yaml"

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from unigen.registry import default_registry
-from unigen.run import compile_file
-from unigen.starter import starter_spec
+from unigen.api.registry import default_registry
+from unigen.compile.compiler import compile_file
+from unigen.tools.starter import starter_spec
 
 FAMILIES = default_registry().names("families")
 

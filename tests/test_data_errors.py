@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from unigen import hookimpl
+from unigen.api.kinds import Dataset, DatasetKind, Options
+from unigen.api.registry import load_registry
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.kinds import Dataset, DatasetKind, Options
-from unigen.registry import load_registry
-from unigen.run import compile_file, train_run
-from unigen.trainer import Trainer
+from unigen.runs.driver import train_run
+from unigen.train.trainer import Trainer
 
 
 class BadOptions(Options):

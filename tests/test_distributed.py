@@ -20,13 +20,14 @@ import torch
 import torch.distributed as dist
 from conftest import ROOT
 
-from unigen.distributed import World
+from unigen.api.registry import default_registry
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.registry import default_registry
-from unigen.run import compile_file, train_run
-from unigen.rundir import load_checkpoint
-from unigen.runtime import Batches
-from unigen.trainer import Trainer
+from unigen.runs.checkpoints import load_checkpoint
+from unigen.runs.driver import train_run
+from unigen.train.data import Batches
+from unigen.train.distributed import World
+from unigen.train.trainer import Trainer
 
 VAE = ROOT / "specs" / "vae-digits.yaml"
 GAN = ROOT / "specs" / "gan-ring.yaml"

@@ -6,9 +6,9 @@ import re
 
 from conftest import ROOT
 
-from unigen import hookspecs
-from unigen.docgen import MODELS, PROTOCOLS, hook_functions, hooks_markdown, spec_markdown
-from unigen.registry import KINDS
+from unigen.api import hookspecs
+from unigen.api.registry import KINDS
+from unigen.tools.docgen import MODELS, PROTOCOLS, hook_functions, hooks_markdown, spec_markdown
 
 
 def test_docs_hooks_md_is_current():

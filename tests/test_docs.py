@@ -6,8 +6,8 @@ import re
 
 from conftest import ROOT
 
+from unigen.compile.compiler import compile_file
 from unigen.errors import CODES
-from unigen.run import compile_file
 
 README = (ROOT / "README.md").read_text()
 

@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ROOT, SPECS
 
-from unigen import draw as drawmod
-from unigen.draw import ADVERSARIAL_COLOR, OBSERVED_FILL, describe, to_dot
-from unigen.graph import build_graph
-from unigen.spec import load_spec
+from unigen.graph.model import build_graph
+from unigen.spec.load import load_spec
+from unigen.tools import draw as drawmod
+from unigen.tools.draw import ADVERSARIAL_COLOR, OBSERVED_FILL, describe, to_dot
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -12,10 +12,11 @@ import torch
 from conftest import ROOT
 from test_resume import assert_equal, final_state, loss_rows
 
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.run import compile_file, train_run
-from unigen.rundir import export_weights
-from unigen.trainer import Trainer
+from unigen.runs.checkpoints import export_weights
+from unigen.runs.driver import train_run
+from unigen.train.trainer import Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 SMALL = ["train.log_every=3", "train.eval_samples=300", "train.sample_every=4", "networks.generator.hidden=[32, 32]", "networks.discriminator.hidden=[32, 32]", "train.batch_size=64", "train.device=cpu"]

@@ -12,10 +12,10 @@ import pytest
 from conftest import ROOT
 
 from unigen import hookimpl
+from unigen.api.kinds import Metric
+from unigen.api.registry import load_registry
 from unigen.errors import UnigenError
-from unigen.kinds import Metric
-from unigen.registry import load_registry
-from unigen.run import train_run
+from unigen.runs.driver import train_run
 
 VAE = ROOT / "specs" / "vae-digits.yaml"
 SMALL = ["networks.encoder.hidden=[16]", "networks.decoder.hidden=[16]", "train.batch_size=32", "train.log_every=2"]
@@ -65,7 +65,7 @@ def test_failing_metric_keeps_the_run_and_exits_r005(tmp_path: Path, capsys):
 
 
 def test_failing_sample_drawing_keeps_the_run(tmp_path: Path, monkeypatch, registry, capsys):
-    import unigen.run as run_mod
+    import unigen.runs.driver as run_mod
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -87,7 +87,7 @@ def test_healthy_run_has_no_errors(tmp_path: Path, registry):
 
 
 def test_evaluate_command_reports_a_failing_metric_beside_the_others(tmp_path: Path, registry):
-    from unigen.evaluate import evaluate_run
+    from unigen.runs.evaluate import evaluate_run
 
     run = train_run(VAE, SMALL, out=str(tmp_path / "run"), steps=4, device="cpu", registry=registry, quiet=True)
     result = evaluate_run(run, names=None, registry=load_registry(extra=[BrokenPlugin()]))

@@ -12,9 +12,10 @@ import pytest
 import torch
 from conftest import ROOT
 
-from unigen.best import BestKeeper
-from unigen.run import compile_file, train_run
-from unigen.runtime import Model
+from unigen.compile.compiler import compile_file
+from unigen.runs.best import BestKeeper
+from unigen.runs.driver import train_run
+from unigen.train.model import Model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -80,9 +80,9 @@ def test_example_plugin_terms_formula(registry):
         from unigen_example.terms import CodeL2
     finally:
         sys.path.pop(0)
-    from unigen.graph import build_graph
-    from unigen.kinds import Site
-    from unigen.spec import parse_spec
+    from unigen.api.kinds import Site
+    from unigen.graph.model import build_graph
+    from unigen.spec.load import parse_spec
 
     spec, _, _ = parse_spec(textwrap.dedent("""
         unigen: 1

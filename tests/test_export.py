@@ -10,8 +10,8 @@ from conftest import ROOT
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from unigen.run import train_run
-from unigen.rundir import load_checkpoint
+from unigen.runs.checkpoints import load_checkpoint
+from unigen.runs.driver import train_run
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 OPTS = ["networks.generator.hidden=[16]", "networks.discriminator.hidden=[16]", "train.batch_size=32", "train.eval_samples=100", "train.checkpoint_every=2", "train.log_every=2"]

@@ -10,8 +10,8 @@ import re
 import yaml
 from conftest import ROOT
 
-from unigen.run import compile_file
-from unigen.trainer import Trainer
+from unigen.compile.compiler import compile_file
+from unigen.train.trainer import Trainer
 
 README = (ROOT / "README.md").read_text()
 BEGIN, END = "<!-- families:begin -->", "<!-- families:end -->"

@@ -33,15 +33,16 @@ from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unigen import hookimpl, runtime
-from unigen.cli import main
+from unigen import hookimpl
+from unigen.api.kinds import Bound, Term
+from unigen.api.registry import load_registry
+from unigen.cli.commands import main
+from unigen.compile.compiler import compile_file
 from unigen.errors import CODES, UnigenError
-from unigen.kinds import Bound, Term
-from unigen.registry import load_registry
-from unigen.run import compile_file
-from unigen.rundir import load_checkpoint
-from unigen.source import load_yaml
-from unigen.trainer import NonFiniteLoss, Trainer
+from unigen.runs.checkpoints import load_checkpoint
+from unigen.spec.source import load_yaml
+from unigen.train import networks as runtime
+from unigen.train.trainer import NonFiniteLoss, Trainer
 
 BASES = {name: (ROOT / "specs" / f"{name}.yaml").read_text(encoding="utf-8") for name in ("vae-digits", "gan-ring")}
 DOCS = {name: load_yaml(text)[0] for name, text in BASES.items()}
@@ -546,7 +547,7 @@ class BoomPlugin:
 @pytest.fixture
 def boom_registry(monkeypatch):
     """The CLI's registry, with the `boom` term added."""
-    from unigen import registry as registry_module
+    from unigen.api import registry as registry_module
 
     reg = load_registry(extra=[BoomPlugin()])
     monkeypatch.setattr(registry_module, "_DEFAULT", reg)

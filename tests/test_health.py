@@ -14,10 +14,11 @@ from conftest import ROOT
 from torch import nn
 
 from unigen import hookimpl
-from unigen.kinds import Arch, Bound, Options, Term
-from unigen.registry import load_registry
-from unigen.run import compile_file, train_run
-from unigen.trainer import HEALTH_PATIENCE, Trainer
+from unigen.api.kinds import Arch, Bound, Options, Term
+from unigen.api.registry import load_registry
+from unigen.compile.compiler import compile_file
+from unigen.runs.driver import train_run
+from unigen.train.trainer import HEALTH_PATIENCE, Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 VAE = ROOT / "specs" / "vae-digits.yaml"

@@ -12,9 +12,10 @@ import torch
 from conftest import ROOT
 from unigen_conv import nets
 
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.run import compile_file, train_run
-from unigen.runtime import load_dataset
+from unigen.runs.driver import train_run
+from unigen.train.data import load_dataset
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 

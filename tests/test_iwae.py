@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from unigen.run import compile_file
-from unigen.runtime import Model
+from unigen.compile.compiler import compile_file
+from unigen.train.model import Model
 
 SPEC = """
 unigen: 1

@@ -9,8 +9,9 @@ import textwrap
 import pytest
 
 from unigen.errors import Diagnostic, UnigenError, dotted
-from unigen.source import MAX_VALUES, load_yaml
-from unigen.spec import Spec, parse_spec
+from unigen.spec.load import parse_spec
+from unigen.spec.models import Spec
+from unigen.spec.source import MAX_VALUES, load_yaml
 
 GAN = """\
 unigen: 1
@@ -407,7 +408,7 @@ def test_override_into_a_list_the_family_fills_in(registry):
 
 
 def test_sourcemap_problem_in_family_defaults_points_at_the_family_line(registry):
-    from unigen.program import compile_program
+    from unigen.compile.program import compile_program
 
     text = "unigen: 1\nname: tiny\ndescription: digits as images\nfamily: vae\ndata: {source: digits, flatten: false}\n"
     spec, smap, _ = parse_spec(text, "spec.yaml", registry=registry)

@@ -12,11 +12,12 @@ import torch
 from conftest import ROOT
 from formula import TOL, float64, num, trained_summary, with_batch  # noqa: F401  (float64: autouse fixture)
 
+from unigen.compile.compiler import compile_file
+from unigen.compile.program import format_program
 from unigen.errors import UnigenError
-from unigen.evaluate import open_run
-from unigen.program import format_program
-from unigen.run import compile_file, train_run
-from unigen.runtime import StepContext
+from unigen.runs.driver import train_run
+from unigen.runs.evaluate import open_run
+from unigen.train.model import StepContext
 
 MADGAN = ROOT / "specs" / "madgan-ring.yaml"
 SMALL = ["networks.generator.hidden=[16, 16]", "networks.discriminator.hidden=[16, 16]"]

@@ -18,12 +18,13 @@ from conftest import ROOT
 from pydantic import Field
 
 from unigen import hookimpl
+from unigen.api.kinds import Bound, Options, Term
+from unigen.api.registry import load_registry
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.kinds import Bound, Options, Term
-from unigen.registry import load_registry
-from unigen.run import compile_file, train_run
-from unigen.rundir import load_checkpoint
-from unigen.trainer import NonFiniteLoss, Trainer
+from unigen.runs.checkpoints import load_checkpoint
+from unigen.runs.driver import train_run
+from unigen.train.trainer import NonFiniteLoss, Trainer
 
 
 class PoisonOptions(Options):
@@ -124,9 +125,9 @@ def test_nonfinite_raise_names_phase_term_and_step_and_keeps_last_good_state(poi
 
 
 def test_nonfinite_raise_exits_1_through_the_cli(poisoned, reg, tmp_path: Path, monkeypatch, cli):
-    import unigen.cli
+    import unigen.cli.commands
 
-    monkeypatch.setattr(unigen.cli, "_registry", lambda: reg)
+    monkeypatch.setattr(unigen.cli.commands, "_registry", lambda: reg)
     code, _, err = cli("compile-and-train", poisoned("raise", at=[3], value=math.inf), *SMALL, "--out", tmp_path / "r", "--steps", "6", "--quiet")
     assert code == 1
     assert err.startswith("R001 ") and "term `poison` is inf at step 3" in err and "Traceback" not in err

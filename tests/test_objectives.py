@@ -10,8 +10,9 @@ import torch
 from conftest import ROOT
 
 from plugins.unigen_gan.objectives import gradient_penalty
-from unigen.run import compile_file
-from unigen.runtime import Model, StepContext, load_dataset
+from unigen.compile.compiler import compile_file
+from unigen.train.data import load_dataset
+from unigen.train.model import Model, StepContext
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 SEED = 4321

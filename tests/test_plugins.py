@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from unigen import hookimpl
-from unigen import registry as registry_mod
-from unigen.kinds import Dist
-from unigen.registry import load_registry
+from unigen.api import registry as registry_mod
+from unigen.api.kinds import Dist
+from unigen.api.registry import load_registry
 
 
 @dataclass

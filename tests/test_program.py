@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SPECS
 
-from unigen.run import compile_file
+from unigen.compile.compiler import compile_file
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -17,8 +17,9 @@ import torch
 from conftest import ROOT
 
 from unigen.errors import UnigenError
-from unigen.run import train_run
-from unigen.rundir import MetricsLog, load_checkpoint, newest_checkpoint
+from unigen.runs.checkpoints import load_checkpoint, newest_checkpoint
+from unigen.runs.driver import train_run
+from unigen.runs.metrics_log import MetricsLog
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 VAE = ROOT / "specs" / "vae-digits.yaml"

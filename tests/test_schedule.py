@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import ROOT
 
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.run import compile_file
-from unigen.trainer import Trainer
+from unigen.train.trainer import Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 

@@ -8,8 +8,8 @@ import jsonschema
 import pytest
 from conftest import ROOT, SPECS
 
-from unigen.schema import spec_schema
-from unigen.source import load_yaml
+from unigen.spec.schema import spec_schema
+from unigen.spec.source import load_yaml
 
 
 def _refs(node):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from unigen.rundir import load_checkpoint
+from unigen.runs.checkpoints import load_checkpoint
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 STEPS = 400
@@ -66,7 +66,7 @@ def test_signal_checkpoints_exits_and_resumes(sig: signal.Signals, code: int, tm
 
 
 def test_signal_handler_sets_a_flag_then_stops_at_once_and_is_restored():
-    from unigen.run import _Stop
+    from unigen.runs.signals import _Stop
 
     before = signal.getsignal(signal.SIGTERM)
     with _Stop() as stop:

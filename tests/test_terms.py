@@ -15,8 +15,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from unigen.run import compile_file
-from unigen.runtime import Model, StepContext, load_dataset
+from unigen.compile.compiler import compile_file
+from unigen.train.data import load_dataset
+from unigen.train.model import Model, StepContext
 
 VAE = ROOT / "specs" / "vae-digits.yaml"
 GAN = ROOT / "specs" / "gan-ring.yaml"

@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT
 
 from unigen import hookimpl
-from unigen.registry import load_registry
-from unigen.run import train_run
-from unigen.trackers import Tracker
+from unigen.api.registry import load_registry
+from unigen.runs.driver import train_run
+from unigen.runs.trackers import Tracker
 
 SPEC = ROOT / "specs" / "gan-ring.yaml"
 SHORT = ["train.batch_size=32", "train.log_every=2", "train.eval_samples=100"]

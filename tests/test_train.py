@@ -11,9 +11,10 @@ import torch
 import yaml
 from conftest import ROOT, SPECS
 
-from unigen.run import compile_file, train_run
-from unigen.rundir import load_checkpoint
-from unigen.trainer import Trainer
+from unigen.compile.compiler import compile_file
+from unigen.runs.checkpoints import load_checkpoint
+from unigen.runs.driver import train_run
+from unigen.train.trainer import Trainer
 
 LOCAL_DATA = {s for s in SPECS if "path" in (yaml.safe_load(s.read_text()).get("data") or {})}
 

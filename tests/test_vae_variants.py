@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from conftest import ROOT
 from formula import CPU, SEED, TOL, float64, model64, num, trained_summary  # noqa: F401  (float64: autouse fixture)
 
+from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.run import compile_file
-from unigen.runtime import StepContext, load_dataset, mask_key
+from unigen.train.data import load_dataset, mask_key
+from unigen.train.model import StepContext
 
 SPECS = ROOT / "specs"
 BETA, CVAE, M2, AA = (SPECS / f"{n}.yaml" for n in ("beta-vae-digits", "cvae-digits", "m2-digits", "aa-vae-digits"))

@@ -8,9 +8,9 @@ import textwrap
 import pytest
 import yaml
 
+from unigen.compile.program import compile_program
 from unigen.errors import Diagnostic, UnigenError, dotted
-from unigen.program import compile_program
-from unigen.spec import parse_spec
+from unigen.spec.load import parse_spec
 
 # specs/gan-ring.yaml and specs/vae-digits.yaml, with small networks.
 GAN = """\
@@ -604,7 +604,7 @@ def test_validate_adversarial_edge_without_objective(check):
 
 
 def test_validate_link_named_like_a_variable_keeps_the_variable(registry):
-    from unigen.graph import build_graph
+    from unigen.graph.model import build_graph
 
     text = variant(GAN, edges="""
         - {generative: z -> x, net: generator, dist: deterministic}

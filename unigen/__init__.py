@@ -4,8 +4,8 @@ The pipeline: `load_spec` -> `build_graph` -> `validate_graph` -> `compile_progr
 Families, terms, networks, distributions, datasets and metrics come from pluggy plugins.
 """
 
-from .errors import Diagnostic, UnigenError
-from .hookspecs import PLUGIN_API, hookimpl
+from unigen.api.hookspecs import PLUGIN_API, hookimpl
+from unigen.errors import Diagnostic, UnigenError
 
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 Path = tuple[str | int, ...]
 
+
 # Stable codes. The README lists them; a test keeps this table and the docs in step.
 CODES: dict[str, str] = {
     "Y001": "YAML syntax error",

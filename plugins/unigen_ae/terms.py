@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
-from unigen.runtime import Model, StepContext
+from unigen.api.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.model import Model, StepContext
 
 # ------------------------------------------------------------------- helpers
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from unigen.graph import ModelGraph
-from unigen.kinds import Metric
-from unigen.runtime import Model
+from unigen.api.kinds import Metric
+from unigen.graph.model import ModelGraph
+from unigen.train.model import Model
 
 
 def label_parents(graph: ModelGraph, var: str) -> list[str]:

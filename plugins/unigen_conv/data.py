@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
+from unigen.api.kinds import Dataset, DatasetKind, Options
 from unigen.errors import UnigenError
-from unigen.kinds import Dataset, DatasetKind, Options
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp")

@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from unigen.kinds import Arch, Options
+from unigen.api.kinds import Arch, Options
 
 
 def stages(size: int) -> tuple[int, int]:

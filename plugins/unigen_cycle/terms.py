@@ -9,9 +9,9 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Metric, Options, Site, Term, TermError
-from unigen.runtime import Model
+from unigen.api.kinds import Bound, Metric, Options, Site, Term, TermError
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.model import Model
 
 _REF = re.compile(r"^\s*([pq])\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from unigen.kinds import Dataset, DatasetKind, Options
+from unigen.api.kinds import Dataset, DatasetKind, Options
 
 
 class ShiftOptions(Options):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Metric, Site, Term, TermError
-from unigen.runtime import Model, StepContext
+from unigen.api.kinds import Bound, Metric, Site, Term, TermError
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.model import Model, StepContext
 
 
 class Supervised(Term):

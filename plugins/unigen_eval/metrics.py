@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from unigen.graph import ModelGraph
-from unigen.kinds import Metric, Options
-from unigen.runtime import Model
+from unigen.api.kinds import Metric, Options
+from unigen.graph.model import ModelGraph
+from unigen.train.model import Model
 
 from . import stats
 from .features import feature_classifier, labels_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unigen.kinds import Family, merge_defaults
+from unigen.api.kinds import Family, merge_defaults
 
 from .terms import GANFamily
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from unigen.kinds import Objective, Options
+from unigen.api.kinds import Objective, Options
 
 
 class ObjectiveOptions(Options):

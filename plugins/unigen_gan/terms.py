@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
-from unigen.runtime import StepContext
+from unigen.api.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.model import StepContext
 
 from .objectives import packed, r1_penalty
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Metric, Site, Term, TermError
-from unigen.registry import Registry
-from unigen.runtime import Model, StepContext, observed_rows
+from unigen.api.kinds import Bound, Metric, Site, Term, TermError
+from unigen.api.registry import Registry
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.data import observed_rows
+from unigen.train.model import Model, StepContext
 
 
 def check_label_edge(graph: ModelGraph, registry: Registry, e: EdgeInfo) -> str | None:

@@ -14,7 +14,7 @@ import math
 import torch
 from pydantic import Field
 
-from unigen.kinds import Dataset, DatasetKind, Options
+from unigen.api.kinds import Dataset, DatasetKind, Options
 
 
 class DigitsOptions(Options):

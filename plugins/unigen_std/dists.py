@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, OneHotCategorical, Uniform, register_kl
 
-from unigen.kinds import Delta, Dist
+from unigen.api.kinds import Delta, Dist
 
 _HALF_LOG_2PI = 0.9189385332046727
 

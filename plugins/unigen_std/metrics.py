@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from unigen.kinds import Metric
-from unigen.runtime import Model
+from unigen.api.kinds import Metric
+from unigen.train.model import Model
 
 # E[r^2 | r < 3 sigma] / sigma^2 for a 2-D Gaussian (r^2 / 2 sigma^2 is exponential with mean 1):
 # 2 (1 - 5.5 e^-4.5) / (1 - e^-4.5), about 1.899.

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from unigen.kinds import Arch, Options
+from unigen.api.kinds import Arch, Options
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from unigen.kinds import Options
+from unigen.api.kinds import Options
 
 
 class ScheduleOptions(Options):

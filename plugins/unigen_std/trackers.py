@@ -6,8 +6,8 @@ import importlib.util
 import numbers
 from typing import Any
 
-from unigen.rundir import MetricsLog
-from unigen.trackers import RunStart, Tracker
+from unigen.runs.metrics_log import MetricsLog
+from unigen.runs.trackers import RunStart, Tracker
 
 
 class CSVTracker(Tracker):

@@ -27,9 +27,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from unigen.graph import EdgeInfo
-from unigen.kinds import Bound, Options, Site, Term, TermError
-from unigen.runtime import StepContext
+from unigen.api.kinds import Bound, Options, Site, Term, TermError
+from unigen.graph.model import EdgeInfo
+from unigen.train.model import StepContext
 
 from .terms import negative_elbo, plan_elbo, plan_nets
 

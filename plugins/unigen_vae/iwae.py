@@ -13,8 +13,8 @@ import math
 import torch
 from pydantic import Field
 
-from unigen.kinds import Metric, Options, TermError
-from unigen.runtime import Model, StepContext
+from unigen.api.kinds import Metric, Options, TermError
+from unigen.train.model import Model, StepContext
 
 from .terms import _Plan, plan_elbo
 

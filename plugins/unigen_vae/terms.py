@@ -15,10 +15,11 @@ import torch
 from pydantic import Field
 from torch.distributions import kl_divergence
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
-from unigen.registry import Registry
-from unigen.runtime import Model, StepContext, Trace, observed_rows
+from unigen.api.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
+from unigen.api.registry import Registry
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.data import observed_rows
+from unigen.train.model import Model, StepContext, Trace
 
 
 class ELBOOptions(Options):

@@ -7,9 +7,9 @@ import torch
 from pydantic import Field
 from torch.distributions import kl_divergence
 
-from unigen.graph import ModelGraph
-from unigen.kinds import Bound, Options, Site, Term, TermError
-from unigen.runtime import StepContext
+from unigen.api.kinds import Bound, Options, Site, Term, TermError
+from unigen.graph.model import ModelGraph
+from unigen.train.model import StepContext
 
 
 def _sum_per_example(t: torch.Tensor) -> torch.Tensor:

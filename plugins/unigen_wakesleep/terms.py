@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from unigen.graph import EdgeInfo, ModelGraph
-from unigen.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
-from unigen.registry import Registry
-from unigen.runtime import StepContext, Trace
+from unigen.api.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
+from unigen.api.registry import Registry
+from unigen.graph.model import EdgeInfo, ModelGraph
+from unigen.train.model import StepContext, Trace
 
 
 def _check(graph: ModelGraph, registry: Registry, e: EdgeInfo, trace: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unigen.kinds import Arch, Options
+from unigen.api.kinds import Arch, Options
 
 
 class ResMLPOptions(Options):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unigen.kinds import Bound, Options, Site, Term
+from unigen.api.kinds import Bound, Options, Site, Term
 
 
 class CodeL2Options(Options):

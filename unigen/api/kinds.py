@@ -1,0 +1,231 @@
+"""What plugins register: small base classes, each a protocol with defaults.
+
+A plugin subclasses these (or passes any object with the same attributes) to
+`register(name, obj)` in the matching `unigen_register_*` hook.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+if TYPE_CHECKING:
+    from unigen.api.registry import Registry
+    from unigen.errors import Diagnostic
+    from unigen.graph.model import EdgeInfo, ModelGraph
+    from unigen.train.model import Model, StepContext
+
+
+class Options(BaseModel):
+    """Base for a kind's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TermError(Exception):
+    """Raised by `Term.bind` when the graph lacks what the term needs (reported as G014)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a term is used: the graph, its target edge (if it takes one) and its options."""
+
+    graph: "ModelGraph"
+    edge: "EdgeInfo | None"
+    options: Any
+    registry: "Registry"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A term bound to a graph: a loss to minimise and what it touches."""
+
+    loss: Callable[["StepContext"], torch.Tensor]
+    formula: str  # printed in the program, e.g. "-E_q[log p(x|z)] + KL(q(z|x) || p(z))"
+    traces: frozenset[str] = frozenset()  # "p" and/or "q"
+    reaches: frozenset[str] = frozenset()  # networks its gradient can reach
+    # Training health: given the term's last value (a detached scalar tensor) at a logged step,
+    # a warning (what is wrong; what was expected. Hint: ...) or None. The trainer reports a
+    # warning once it has been returned at several logged steps in a row.
+    health: Callable[[torch.Tensor], str | None] | None = None
+
+
+class Term(ABC):
+    target: str | None = None  # edge kind the term attaches to: generative, inference, adversarial
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    @abstractmethod
+    def bind(self, site: Site) -> Bound:
+        """Check the graph has what the term needs (else raise TermError) and return its loss."""
+
+
+class Delta(torch.distributions.Distribution):
+    """A point mass: a deterministic edge. Sampling returns the value, with its gradient."""
+
+    arg_constraints: dict[str, Any] = {}
+    has_rsample = True
+
+    def __init__(self, value: torch.Tensor, event_dims: int) -> None:
+        self.value = value
+        super().__init__(value.shape[: value.dim() - event_dims], value.shape[value.dim() - event_dims :], validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.value
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.value.expand(sample_shape + self.value.shape) if len(sample_shape) else self.value
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.rsample(sample_shape).detach()
+
+
+class Dist(ABC):
+    n_params = 1  # network outputs per event element (normal: mean and log-variance)
+    has_density = True
+    reparam = True  # rsample carries gradients to the network
+    can_be_prior = False
+    can_be_edge = True
+    constant_prior = True  # the prior has no parameters that change: it is built once per batch size
+    enumerable = False  # discrete with a support that can be listed: a partially observed variable can be summed out
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    @abstractmethod
+    def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
+        """The distribution given a network's output of shape (batch, n_params * C, ...)."""
+
+    def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:
+        raise TypeError(f"{type(self).__name__} cannot be a prior (can_be_prior is False)")
+
+    def check(self, shape: tuple[int, ...]) -> list[str]:
+        return []
+
+
+class Arch(ABC):
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    @abstractmethod
+    def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> nn.Module:
+        """A module called as `net(*parents)` returning a tensor of shape (batch, *output)."""
+
+    def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
+        return []
+
+    def feature_layers(self, options: Any) -> list[tuple[int, ...]]:
+        """The shapes of the hidden layers the built module exposes (none by default).
+
+        Layer k (1, 2, ...) is read as `module.features(*inputs, layer=k)`; terms that compare
+        values in a network's feature space (VAE/GAN's reconstruction) use them."""
+        return []
+
+
+@dataclass
+class Dataset:
+    train: dict[str, torch.Tensor]
+    test: dict[str, torch.Tensor]
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. modes, sigma, image shape
+
+
+class DatasetKind(ABC):
+    Options: type[BaseModel] | None = None
+    doc = ""
+
+    @abstractmethod
+    def fields(self, options: Any) -> dict[str, tuple[int, ...]]:
+        """Field name -> shape, known without loading (validation uses it)."""
+
+    @abstractmethod
+    def load(self, options: Any) -> Dataset:
+        """The train and test tensors, from embedded data or local files only."""
+
+
+class Objective(ABC):
+    Options: type[BaseModel] | None = None
+    doc = ""
+    # What `d_loss` tends to as the discriminator wins outright (real and fake told apart
+    # perfectly); a D-loss near it is a collapse. None: unbounded below, nothing to judge by.
+    d_loss_min: float | None = 0.0
+
+    @abstractmethod
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:
+        """The discriminator's loss on logits of the real and the fake side."""
+
+    @abstractmethod
+    def g_loss(self, fake: torch.Tensor, options: Any, real: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator side's loss; `real` is given when something trainable stands behind it."""
+
+    def prepare(self, net: nn.Module, options: Any) -> None:
+        """Called before the discriminator is used on either side (e.g. WGAN's weight clipping)."""
+        return None
+
+    def d_penalty(self, net: nn.Module, real: list[torch.Tensor], fake: list[torch.Tensor], options: Any) -> torch.Tensor | None:
+        """A term added to the D-loss that needs the network and the inputs of both sides (e.g.
+        WGAN-GP's gradient penalty), or None."""
+        return None
+
+
+class Metric(ABC):
+    doc = ""
+    higher_is_better = True
+    # False for a metric too slow for every evaluation of a training run: training computes it
+    # only when the spec names it under `metrics`; `unigen evaluate` computes it when it applies.
+    during_training = True
+    # Options a user may set from `unigen evaluate --option NAME.KEY=VALUE`; `compute` reads
+    # `self.options` (None: the defaults).
+    Options: type[BaseModel] | None = None
+    options: Any = None
+
+    def applies(self, model: "Model") -> bool:
+        return False
+
+    @abstractmethod
+    def compute(self, model: "Model") -> dict[str, float]:
+        """Metric name -> value, computed without gradients on the trained model."""
+
+
+class Family:
+    doc = ""
+
+    def complete(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Fill what the user's spec document leaves out; the user's keys win."""
+        return doc
+
+
+class Rule:
+    code = ""
+    doc = ""
+
+    def check(self, graph: "ModelGraph", registry: "Registry") -> Iterable["Diagnostic"]:
+        return []
+
+
+def merge_defaults(defaults: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge a family's defaults under a user's document: mappings merge, the user's
+    scalars and lists win (a list of edges or phases is replaced whole, never spliced). A
+    mapping that names another kind than the default (`arch` of a network, `source` of the
+    data, `kind` of an optimizer) replaces the default whole: the default's options belong to
+    the default's kind."""
+    out = dict(defaults)
+    for key, value in doc.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _other_kind(out[key], value):
+            out[key] = merge_defaults(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _other_kind(default: dict[str, Any], given: dict[str, Any]) -> bool:
+    return any(k in given and k in default and given[k] != default[k] for k in ("arch", "source", "kind"))

@@ -1,0 +1,5 @@
+"""The `unigen` command line."""
+
+from unigen.cli.commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,88 @@
+"""Authoring commands: `draw`, `new`, `docs`. Kept apart from `cli.py`, which wires them in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unigen.errors import UnigenError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _registry() -> Any:
+    from unigen.cli.commands import _registry
+
+    return _registry()
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from unigen.compile.compiler import compile_file
+    from unigen.graph.model import build_graph
+    from unigen.tools.draw import draw
+
+    compiled = compile_file(args.spec, args.overrides, _registry())  # only a valid spec is drawn
+    engine = draw(build_graph(compiled.program.spec), Path(args.output), args.engine)
+    print(f"wrote {args.output} ({engine})")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from unigen.tools.starter import starter_spec
+
+    out = Path(args.output) if args.output else None
+    name = args.name or (out.stem if out else None)
+    text = starter_spec(args.family, _registry(), name)
+    if out is None:
+        print(text, end="")
+        return 0
+    if out.exists() and not args.force:
+        raise UnigenError.one("U003", f"`{out}` exists; unigen does not write over it.", (), "choose another `-o`, or add `--force`.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}; next: `unigen compile-and-train {out} --dry-run`", file=sys.stderr)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from unigen.tools.docgen import DOCS
+
+    text = DOCS[args.what]()
+    if args.check:
+        path = Path(args.output or f"docs/{args.what}.md")
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date; regenerate with `unigen docs {args.what} -o {path}`", file=sys.stderr)
+            return 1
+        print(f"{path} is current")
+        return 0
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+def add_commands(sub: Any, spec_cmd: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+    d = spec_cmd("draw", cmd_draw, "draw the spec's graphical model (solid: generative, dashed: inference, hollow head: deterministic, red: adversarial)")
+    d.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .svg, .png, .pdf, or .dot (Graphviz source)")
+    d.add_argument("--engine", choices=["auto", "graphviz", "matplotlib"], default="auto", help="renderer: Graphviz `dot` when installed (auto), else matplotlib")
+    n = sub.add_parser("new", help="write a commented starter spec from a family's defaults", description="write a commented starter spec from a family's defaults (stdout, or -o FILE)")
+    n.add_argument("--family", required=True, help="a registered family (`unigen plugins` lists them)")
+    n.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    n.add_argument("--name", help="the spec's `name` (default: the output file's stem, or my-FAMILY)")
+    n.add_argument("--force", action="store_true", help="write over an existing file")
+    n.set_defaults(func=cmd_new)
+    dc = sub.add_parser("docs", help="generate the reference docs: plugin hooks, or the spec keys", description="generate docs/hooks.md (from unigen/hookspecs.py) or docs/spec.md (from the spec models)")
+    dc.add_argument("what", choices=["hooks", "spec"])
+    dc.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    dc.add_argument("--check", action="store_true", help="exit 1 when FILE (default docs/WHAT.md) differs from what would be generated")
+    dc.set_defaults(func=cmd_docs)
+
+
+__all__ = ["add_commands"]

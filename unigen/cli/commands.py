@@ -1,0 +1,224 @@
+"""The `unigen` command line. Every user error exits non-zero with located messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from unigen.errors import UnigenError
+
+EXIT_USAGE = 2
+
+
+def _registry():  # imported lazily so `unigen --help` stays fast
+    from unigen.api.registry import default_registry
+
+    reg = default_registry()
+    for d in reg.problems:
+        print(f"warning: {d}", file=sys.stderr)
+    return reg
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from unigen.compile.compiler import compile_file
+
+    compiled = compile_file(args.spec, args.overrides, _registry())
+    p = compiled.program
+    print(f"{args.spec}: ok — {len(p.spec.variables)} variables, {len(p.graph.edges)} edges, {len(p.spec.networks)} networks, {len(p.phases)} phases")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from unigen.compile.compiler import compile_file
+
+    print(compile_file(args.spec, args.overrides, _registry()).program, end="")
+    return 0
+
+
+def cmd_show_config(args: argparse.Namespace) -> int:
+    from unigen.compile.compiler import compile_file
+    from unigen.runs.rundir import dump_yaml
+
+    print(dump_yaml(compile_file(args.spec, args.overrides, _registry()).resolved), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from unigen.runs.dryrun import dry_run
+
+        return dry_run(args.spec, args.overrides, _registry(), args.device, sys.stdout)
+    from unigen.runs.driver import train_run
+
+    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node, track=_tracks(args))
+    summary = json.loads((run / "summary.json").read_text())
+    print(f"run written to {run}")
+    for k, v in summary["metrics"].items():
+        print(f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
+    return 0
+
+
+def _tracks(args: argparse.Namespace) -> list[str]:
+    return list(args.track or []) + (["tensorboard"] if args.tensorboard else [])
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from unigen.spec.schema import spec_schema
+
+    text = json.dumps(spec_schema(_registry()), indent=2) + "\n"
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}; point editors at it with a first line `# yaml-language-server: $schema={args.output}`", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from unigen.api.registry import KINDS
+
+    reg = _registry()
+    print("plugins:")
+    for p in reg.plugins:
+        status = "ok" if not p.error else f"FAILED: {p.error}"
+        print(f"  {p.name:<16} {p.dist} {p.version}  {status}")
+    for kind in KINDS:
+        entries = reg.all(kind)
+        if entries:
+            print(f"{kind}:")
+            for e in entries:
+                doc = (getattr(e.obj, "doc", "") or "").strip().splitlines()
+                print(f"  {e.name:<20} [{e.plugin}] {doc[0] if doc else ''}")
+    return 1 if any(p.error for p in reg.plugins) and args.strict else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from unigen.runs.checkpoints import export_weights
+
+    out, state, tensors = export_weights(args.run, args.output)
+    print(f"wrote {len(tensors)} tensors of step {state['step']} to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from unigen.runs.evaluate import evaluate_run, format_table, to_json
+
+    result = evaluate_run(args.run, args.checkpoint, args.metric, args.option, _registry(), args.device)
+    print(to_json(result) if args.json else format_table(result))
+    for text in result["errors"]:
+        print(f"error: R005: {text}. Hint: fix or update the plugin that registers it, or leave it out with `--metric`.", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from unigen.tools.plots import sample_run
+
+    print(f"wrote {sample_run(args.run, args.n, args.output, args.seed, args.checkpoint, args.traverse, args.interpolate, _registry(), args.device)}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from unigen.tools.plots import plot_run
+
+    for path in plot_run(args.run, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def spec_cmd(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("spec", help="spec file (YAML)")
+        p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=200")
+        p.set_defaults(func=func)
+        return p
+
+    spec_cmd("validate", cmd_validate, "check a spec and report every problem at once")
+    spec_cmd("compile", cmd_compile, "print the program a spec compiles to")
+    spec_cmd("show-config", cmd_show_config, "print the resolved spec (family defaults and overrides applied)")
+    t = spec_cmd("compile-and-train", cmd_train, "compile a spec and train it, writing a run directory")
+    t.add_argument("--out", help="run directory (default runs/<name>-<time>)")
+    t.add_argument("--steps", type=int, help="override train.steps")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard (needs `tensorboard`)")
+    t.add_argument("--track", action="append", metavar="NAME", help="also report to this registered tracker (repeatable); `unigen plugins` lists them")
+    t.add_argument("--dry-run", action="store_true", help="build everything and run one batch of every phase; write nothing")
+    t.add_argument("--nproc-per-node", type=int, metavar="N", help="train on N local processes with torch.distributed (gloo on the CPU, NCCL with one GPU each); under torchrun leave it out")
+    t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
+    from unigen.cli.authoring import add_commands
+
+    add_commands(sub, spec_cmd)
+    s = sub.add_parser("schema", help="print the JSON Schema (draft-07) of spec files, for editors")
+    s.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+    s.set_defaults(func=cmd_schema)
+    pl = sub.add_parser("plugins", help="list installed plugins, what they register, and load errors")
+    pl.add_argument("--strict", action="store_true", help="exit 1 when a plugin failed to load")
+    pl.set_defaults(func=cmd_plugins)
+    ex = sub.add_parser("export", help="write the networks' weights of a run's newest checkpoint as safetensors", description="write the networks' weights of a run's newest checkpoint (or of a checkpoint file) as safetensors")
+    ex.add_argument("run", help="run directory (or a checkpoint file)")
+    ex.add_argument("-o", "--output", metavar="FILE.safetensors", help="output file (default RUN/weights.safetensors)")
+    ex.set_defaults(func=cmd_export)
+    ev = sub.add_parser("evaluate", help="compute every metric that applies to a run's checkpoint (including slow offline ones)")
+    ev.add_argument("run", help="run directory")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.add_argument("--checkpoint", default="last", metavar="last|best|PATH", help="which checkpoint (default: last)")
+    ev.add_argument("--metric", action="append", metavar="NAME", help="compute only this registered metric (repeatable)")
+    ev.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE", help="a metric's option, e.g. iwae.k=1000 (repeatable)")
+    ev.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    ev.set_defaults(func=cmd_evaluate)
+    sa = sub.add_parser("sample", help="draw samples of a run as a PNG: an image grid, or 2-D points over the true density; traversals and interpolations of a latent")
+    sa.add_argument("run", help="run directory")
+    sa.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    sa.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--checkpoint", default="last", metavar="last|best|PATH")
+    sa.add_argument("--traverse", metavar="VAR[:DIM]", help="vary one latent root along each row (one dimension, or each in turn; every value of a categorical code), the rest fixed")
+    sa.add_argument("--interpolate", metavar="VAR", help="move one latent root on a straight line between two draws along each row, the rest fixed")
+    sa.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    sa.set_defaults(func=cmd_sample)
+    pt = sub.add_parser("plot", help="draw a run's loss and metric curves from metrics.csv as PNG")
+    pt.add_argument("run", help="run directory")
+    pt.add_argument("-o", "--output", metavar="DIR", help="output directory (default RUN/plots)")
+    pt.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UnigenError as exc:
+        if exc.__cause__ is not None and os.environ.get("UNIGEN_TRACEBACK", "") not in ("", "0"):
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        n = len(exc.diagnostics)
+        if n > 1:
+            print(f"{n} problems found.", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`unigen schema | head`): stop quietly, as `cat` does. Python
+        # would otherwise complain again when it flushes stdout at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured)
+            pass
+        return 128 + 13  # as if killed by SIGPIPE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

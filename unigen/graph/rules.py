@@ -1,0 +1,407 @@
+"""Structural rules over the model graph. Every problem is collected; none stops the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import torch
+
+from unigen.api.kinds import Bound, Site, TermError
+from unigen.api.registry import Registry
+from unigen.errors import Diagnostic, Path, did_you_mean
+from unigen.graph.model import EdgeInfo, ModelGraph
+
+
+@dataclass(frozen=True)
+class BoundRef:
+    """A phase's term after binding: what the compiler puts into the program."""
+
+    term: str
+    edge: EdgeInfo | None
+    weight: float
+    bound: Bound
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.term + (f"@{self.edge.name}" if self.edge else "")
+
+
+@dataclass
+class Checked:
+    diagnostics: list[Diagnostic]
+    options: dict[Path, Any]  # validated options of every registered kind used, by spec path
+    terms: dict[str, list[BoundRef]]  # phase name -> bound terms
+
+
+def validate_graph(graph: ModelGraph, registry: Registry) -> Checked:
+    out = Checked(list(graph.parse_errors), {}, {})
+    names_ok = _names(graph, registry, out)
+    _variables(graph, registry, out)
+    # Structure is judged on names that resolve and edges that parse: an edge dropped for a
+    # bad arrow would make its network look unused, its variables unconnected, and so on.
+    if names_ok and not graph.parse_errors:
+        _structure(graph, registry, out)
+        _shapes(graph, registry, out)
+        _phases(graph, registry, out)
+        for entry in registry.all("rules"):
+            try:
+                out.diagnostics.extend(entry.obj.check(graph, registry))
+            except Exception as exc:  # a broken rule must not hide the others' findings
+                out.diagnostics.append(Diagnostic("P001", f"validation rule `{entry.name}` of plugin `{entry.plugin}` failed: {type(exc).__name__}: {exc}.", hint="report it to the plugin's authors."))
+    return out
+
+
+def _unknown(out: Checked, what: str, name: str, choices: list[str], path: Path) -> None:
+    out.diagnostics.append(Diagnostic("G001", f"unknown {what} `{name}`.", path, did_you_mean(name, choices)))
+
+
+def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
+    spec = graph.spec
+    before = len(out.diagnostics)
+    variables, networks = list(spec.variables), list(spec.networks)
+
+    def kind(kind: str, name: str, options: dict[str, Any], path: Path, options_path: Path | None = None) -> None:
+        if not registry.has(kind, name):
+            out.diagnostics.append(registry.unknown(kind, name, path))
+            return
+        value, diags = registry.options(kind, name, options, options_path if options_path is not None else path[:-1])
+        out.diagnostics.extend(diags)
+        out.options[path] = value
+
+    kind("datasets", spec.data.source, spec.data.options, ("data", "source"))
+    fields: dict[str, tuple[int, ...]] = {}
+    if ("data", "source") in out.options and out.options[("data", "source")] is not None:
+        try:
+            fields = dict(registry.get("datasets", spec.data.source).fields(out.options[("data", "source")]))
+        except Exception as exc:
+            out.diagnostics.append(Diagnostic("D001", f"dataset `{spec.data.source}` cannot describe its fields: {exc}.", ("data",)))
+    out.options[("data", "fields")] = fields
+    for vname, var in spec.variables.items():
+        if var.prior is not None:
+            if not registry.has("distributions", var.prior):
+                out.diagnostics.append(registry.unknown("distributions", var.prior, ("variables", vname, "prior")))
+            elif not registry.get("distributions", var.prior).can_be_prior:
+                priors = [e.name for e in registry.all("distributions") if e.obj.can_be_prior]
+                out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior}` cannot be a prior; expected one that can sample a root without parents.", ("variables", vname, "prior"), did_you_mean(var.prior, priors)))
+    for nname, net in spec.networks.items():
+        kind("networks", net.arch, net.options, ("networks", nname, "arch"))
+    seen_edges: dict[str, EdgeInfo] = {}
+    for e in graph.edges:
+        reported: set[str] = set()  # `adversarial: xx` names xx as judged, real and fake: one report
+        for v in e.variables:
+            if v not in spec.variables and v not in reported:
+                reported.add(v)
+                _unknown(out, "variable", v, variables, e.path + (e.kind,))
+        for side, refs in (("real", e.real), ("fake", e.fake)):
+            given = getattr(spec.edges[e.index], side, None) is not None
+            for j, (_, v) in enumerate(refs):
+                if v not in spec.variables and v not in reported:
+                    reported.add(v)
+                    _unknown(out, "variable", v, variables, e.path + ((side, j) if given else (e.kind,)))
+        if e.identify is not None and e.identify not in spec.variables:
+            _unknown(out, "variable", e.identify, variables, e.path + ("identify",))
+        if e.net not in spec.networks:
+            _unknown(out, "network", e.net, networks, e.path + ("net",))
+        if e.kind == "adversarial" and not e.objective:
+            out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add e.g. `objective: nonsaturating`."))
+        elif e.kind == "adversarial":
+            kind("objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
+        else:
+            kind("distributions", e.dist or "", e.options, e.path + ("dist",), e.path + ("options",))
+            if registry.has("distributions", e.dist or "") and not getattr(registry.get("distributions", e.dist or ""), "can_be_edge", True):
+                edge_kinds = [x.name for x in registry.all("distributions") if getattr(x.obj, "can_be_edge", True)]
+                out.diagnostics.append(Diagnostic("G001", f"distribution `{e.dist}` is a prior only and cannot be an edge's output.", e.path + ("dist",), did_you_mean(e.dist or "", edge_kinds)))
+        prev = seen_edges.get(e.name)
+        # Two unnamed edges of one kind into one variable share a default name; the
+        # structure rule reports that as what it is (two edges into the variable).
+        defaulted = prev is not None and prev.kind == e.kind != "adversarial" and spec.edges[prev.index].name is None and spec.edges[e.index].name is None
+        if prev is not None and not defaulted:
+            out.diagnostics.append(Diagnostic("G013", f"two edges are named `{e.name}` (edges {prev.index} and {e.index}); expected distinct names.", e.path, "give one of them a distinct `name:`."))
+        seen_edges.setdefault(e.name, e)
+    seen_phases: set[str] = set()
+    for i, phase in enumerate(spec.phases):
+        if phase.name in seen_phases:
+            out.diagnostics.append(Diagnostic("G013", f"two phases are named `{phase.name}`.", ("phases", i, "name"), "rename one."))
+        seen_phases.add(phase.name)
+        for j, n in enumerate(phase.update):
+            if n not in spec.networks:
+                _unknown(out, "network", n, networks, ("phases", i, "update", j))
+            elif n in phase.update[:j]:
+                out.diagnostics.append(Diagnostic("G013", f"phase `{phase.name}` lists network `{n}` twice in `update`; its optimizer would hold the same parameters twice.", ("phases", i, "update", j), "list each network once."))
+        for j, ref in enumerate(phase.term_refs()):
+            if not registry.has("terms", ref.term):
+                out.diagnostics.append(registry.unknown("terms", ref.term, ("phases", i, "terms", j)))
+            if ref.on is not None and graph.edge(ref.on) is None:
+                _unknown(out, "edge", ref.on, [e.name for e in graph.edges], ("phases", i, "terms", j))
+        optim = phase.optim or spec.train.optim
+        optim_path: Path = ("phases", i, "optim", "kind") if phase.optim else ("train", "optim", "kind")
+        before_optim = len(out.diagnostics)
+        kind("optimizers", optim.kind, optim.options, optim_path)
+        if len(out.diagnostics) == before_optim and optim_path in out.options:
+            _try_optimizer(registry, optim.kind, optim.lr, optim.options, optim_path[:-1], out)
+    for i, m in enumerate(spec.metrics or []):
+        if not registry.has("metrics", m):
+            out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
+    return len(out.diagnostics) == before
+
+
+def _try_optimizer(registry: Registry, name: str, lr: float, options: dict[str, Any], path: Path, out: Checked) -> None:
+    """Build the optimizer once on a dummy parameter: torch checks ranges the options' types do
+    not (`betas` in [0, 1), `eps` >= 0, ...), and the user hears of them before training."""
+    try:
+        registry.get("optimizers", name)([torch.nn.Parameter(torch.zeros(1))], lr=lr, **options)
+    except Exception as exc:  # whatever the optimizer rejects, reported with its options
+        lines = str(exc).strip().splitlines()
+        out.diagnostics.append(Diagnostic("G016", f"optimizer `{name}` refuses its options: {type(exc).__name__}: {lines[0] if lines else ''}; expected values it accepts.", path, "fix the value it names (see torch.optim for each option's range)."))
+
+
+def _structure(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
+    used = {e.net for e in graph.edges}
+    for nname in spec.networks:
+        if nname not in used:
+            d.append(Diagnostic("G002", f"network `{nname}` is used by no edge; expected every network to compute an edge.", ("networks", nname), "attach it to an edge with `net: " + nname + "` or delete it."))
+    for kind in ("generative", "inference"):
+        seen: dict[str, EdgeInfo] = {}
+        for e in graph.of_kind(kind):
+            assert e.child is not None
+            if e.child in seen:
+                d.append(Diagnostic("G013", f"variable `{e.child}` has two {kind} edges (edges {seen[e.child].index} and {e.index}).", e.path, "merge their parents into one edge: `a, b -> " + e.child + "`."))
+            seen.setdefault(e.child, e)
+            if e.child in e.parents:
+                d.append(Diagnostic("G003", f"{kind} edge `{e.name}` points `{e.child}` at itself; expected a parent other than the child.", e.path + (kind,), "remove the self-loop."))
+    gen = graph.generative_dag()
+    for kind, dag in (("generative", gen), ("inference", graph.inference_dag())):
+        acyclic = dag.copy()
+        acyclic.remove_edges_from(list(nx.selfloop_edges(acyclic)))  # self-loops are reported above
+        try:
+            cycle = nx.find_cycle(acyclic)
+        except nx.NetworkXNoCycle:
+            continue
+        names = [u for u, _ in cycle] + [cycle[0][0]]
+        e = next(x for x in graph.of_kind(kind) if x.child == cycle[0][1])
+        if kind == "generative":
+            what, hint = "p(x, z) must factor along a DAG", "reverse or remove one of these edges; a recognition direction belongs in an `inference` edge."
+        else:
+            what, hint = "q(z | x) must factor along a DAG", "reverse or remove one of these edges; a generating direction belongs in a `generative` edge."
+        d.append(Diagnostic("G003", f"the {kind} edges form a cycle: " + " -> ".join(names) + f"; {what}.", e.path + (kind,), hint))
+    fields = out.options.get(("data", "fields"), {})
+    for vname, var in spec.variables.items():
+        if not var.observed:
+            continue
+        if var.prior is None and not _used_anywhere(graph, vname):  # so no generative parent either
+            d.append(Diagnostic("G005", f"observed variable `{vname}` has no generative parent and is used by no edge; expected it to be generated, judged or inferred from.", ("variables", vname), "connect it with an edge or delete it."))
+        elif fields and graph.data_field(vname) not in fields:
+            # A generative parent does not make data optional: the q-trace reads every
+            # observed variable from the batch, whatever generates it in the p-trace.
+            d.append(Diagnostic("G005", f"observed variable `{vname}` has no data: dataset `{spec.data.source}` has no field `{graph.data_field(vname)}`; expected one of its fields.", ("variables", vname), f"bind it with `data: <field>` to one of: {', '.join(sorted(fields))}; or make it latent."))
+    inf = graph.inference_dag()
+    for e in graph.of_kind("inference"):
+        assert e.child is not None
+        explains = any(nx.has_path(gen, e.child, p) for p in e.parents)
+        if not (explains or _supervised(graph, inf, e)):
+            d.append(Diagnostic("G006", f"inference edge `{e.name}` ({', '.join(e.parents)} -> {e.child}) approximates no posterior: no generative path leads from `{e.child}` to {', '.join('`' + p + '`' for p in e.parents)}, and it is no step of a supervised chain between observed variables.", e.path + ("inference",), f"add a generative edge from `{e.child}` towards the variables it is inferred from, or make it a supervised edge between observed variables (possibly through latent features, `x -> h -> y`)."))
+    for e in graph.of_kind("adversarial"):
+        if len(e.real) != len(e.fake):
+            d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares {len(e.real)} real variable(s) with {len(e.fake)} fake one(s).", e.path, "give both sides the same number of variables."))
+            continue
+        for (tr, vr), (tf, vf) in zip(e.real, e.fake):
+            if graph.shape(vr) != graph.shape(vf):
+                d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares `{tr}.{vr}` of shape {list(graph.shape(vr))} with `{tf}.{vf}` of shape {list(graph.shape(vf))}.", e.path, "judge variables of the same shape on both sides."))
+        for trace, v in e.real + e.fake:
+            source = graph.p_source(v) if trace == "p" else graph.q_source(v)
+            if source == "none":
+                d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
+        if e.identify is not None:
+            _identify(graph, registry, e, d)
+        behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake)) if e.fake else set()
+        if not behind:
+            d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
+
+
+def _identify(graph: ModelGraph, registry: Registry, e: EdgeInfo, d: list[Diagnostic]) -> None:
+    """`identify: c` (MAD-GAN): c is a latent drawn from a discrete prior whose values can be
+    listed (one-hot, a vector of k values), and every fake item is generated from it, so that
+    each fake sample has one value of c."""
+    c = e.identify
+    assert c is not None
+    var = graph.spec.variables[c]
+    gen = graph.generative_dag()
+    path = e.path + ("identify",)
+    listed = var.prior is not None and registry.has("distributions", var.prior) and getattr(registry.get("distributions", var.prior), "enumerable", False)
+    if var.observed or not listed or len(var.shape) != 1:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which is not a latent with a discrete prior of listed values (such as `categorical`) and a shape [k]; the discriminator tells which of its k values produced each fake sample.", path, f"declare `{c}: {{prior: categorical, shape: [k]}}` (k generators), or remove `identify`."))
+        return
+    if graph.into(c, "generative") is not None:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which a generative edge produces; expected a root drawn from its categorical prior.", path, f"remove the generative edge into `{c}`, or identify a root latent."))
+        return
+    missing = [f"{t}.{v}" for t, v in e.fake if t != "p" or not nx.has_path(gen, c, v)]
+    if missing:
+        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, but its fake side {', '.join(missing)} is not generated from `{c}` in the p-trace, so a fake sample has no value of `{c}` to tell.", path, f"make `{c}` a parent of the generator's edge (e.g. `generative: \"{c}, z -> x\"`), or remove `identify`."))
+
+
+def _supervised(graph: ModelGraph, inf: nx.DiGraph, e: EdgeInfo) -> bool:
+    """A supervised step: every parent is observed or inferred, and the child is observed (a
+    label) or a learnt representation (`x -> h -> y`, h the features of a predictor of y)."""
+    spec = graph.spec
+    assert e.child is not None
+    if not all(spec.variables[p].observed or graph.q_source(p) == "edge" for p in e.parents):
+        return False
+    return spec.variables[e.child].observed or representation(graph, e.child)
+
+
+def representation(graph: ModelGraph, var: str) -> bool:
+    """A latent that only the q-trace computes: no prior and no generative edge in or out, but
+    an inference edge into it (learnt features). The p-trace never needs it, so it needs no prior."""
+    v = graph.spec.variables[var]
+    if v.observed or v.prior or graph.into(var, "inference") is None:
+        return False
+    return not any(e.child == var or var in e.parents for e in graph.of_kind("generative"))
+
+
+def _used_anywhere(graph: ModelGraph, var: str) -> bool:
+    return any(var in e.variables or any(v == var for _, v in e.real + e.fake) for e in graph.edges)
+
+
+def _variables(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    """Checks of single variables: they hold whatever else is wrong, so they always run."""
+    spec, d = graph.spec, out.diagnostics
+    fields = out.options.get(("data", "fields"), {})
+    for vname, var in spec.variables.items():
+        if not var.observed and graph.into(vname, "generative") is None and var.prior is None and not representation(graph, vname):
+            d.append(Diagnostic("G004", f"latent root `{vname}` has no prior, so the p-trace cannot sample it; expected a prior or a generative edge into it.", ("variables", vname), f"add `prior: normal` (or `categorical`) to `{vname}`, or a generative edge into it."))
+        field = graph.data_field(vname)
+        if var.observed and field in fields and tuple(fields[field]) != tuple(var.shape):
+            d.append(Diagnostic("G012", f"observed variable `{vname}` has shape {list(var.shape)} but dataset `{spec.data.source}` gives `{field}` with shape {list(fields[field])}.", ("variables", vname, "shape"), f"write `shape: {list(fields[field])}`, or change the dataset's options."))
+        if var.prior is not None and registry.has("distributions", var.prior):
+            for msg in registry.get("distributions", var.prior).check(tuple(var.shape)):
+                d.append(Diagnostic("G012", f"prior `{var.prior}` of `{vname}`: {msg}", ("variables", vname, "shape"), f"change the shape of `{vname}` or its prior."))
+        if var.mask is not None:
+            if not var.observed:
+                d.append(Diagnostic("G020", f"latent variable `{vname}` has a `mask`, which marks the rows that observe a variable; a latent one is observed in none.", ("variables", vname, "mask"), f"write `observed: true` on `{vname}`, or remove `mask`."))
+            elif fields and var.mask not in fields:
+                d.append(Diagnostic("G020", f"the mask of `{vname}` is the data field `{var.mask}`, which dataset `{spec.data.source}` does not have; expected one of its fields.", ("variables", vname, "mask"), f"use one of: {', '.join(sorted(fields))}; or set the dataset's options that provide a mask (e.g. `labelled_fraction` of `digits`)."))
+
+
+def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
+    signature: dict[str, tuple[Any, EdgeInfo]] = {}
+    for e in graph.edges:
+        if e.kind == "adversarial":
+            # `pack: m` (PacGAN): the network judges m samples at once, stacked on the first axis.
+            pack = e.options.get("pack", 1) if isinstance(e.options.get("pack", 1), int) else 1
+            inputs = [(graph.shape(v)[0] * pack, *graph.shape(v)[1:]) for _, v in e.real]
+            # `identify: c` (MAD-GAN): one logit for `real` and one for each value of c.
+            ident = graph.shape(e.identify) if e.identify in graph.spec.variables else ()
+            output: tuple[int, ...] = (1 + ident[0],) if len(ident) == 1 else (1,)
+        else:
+            assert e.child is not None and e.dist is not None
+            dist = registry.get("distributions", e.dist)
+            for msg in dist.check(graph.shape(e.child)):
+                d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",), f"change the shape of `{e.child}` or the edge's `dist`."))
+            inputs = [graph.shape(p) for p in e.parents]
+            child = graph.shape(e.child)
+            output = (child[0] * dist.n_params,) + child[1:]
+        sig = (inputs, output)
+        if e.net in signature and signature[e.net][0] != sig:
+            first = signature[e.net][1]
+            d.append(Diagnostic("G012", f"network `{e.net}` computes edge `{first.name}` ({_sig(signature[e.net][0])}) and edge `{e.name}` ({_sig(sig)}); one network needs one shape.", e.path + ("net",), "use a separate network for each shape."))
+            continue
+        signature.setdefault(e.net, (sig, e))
+        net = spec.networks[e.net]
+        options = out.options.get(("networks", e.net, "arch"))
+        if options is None:
+            continue
+        for msg in registry.get("networks", net.arch).check(inputs, output, options):
+            d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net), "change the network's options or the shapes of the edge's variables."))
+    out.options[("network", "signatures")] = {k: v[0] for k, v in signature.items()}
+
+
+def _sig(sig: tuple[Any, Any]) -> str:
+    inputs, output = sig
+    return ", ".join(str(list(s)) for s in inputs) + " -> " + str(list(output))
+
+
+def _phases(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    spec, d = graph.spec, out.diagnostics
+    if not spec.phases:
+        d.append(Diagnostic("G009", "the spec has no phases, so nothing would be trained.", ("phases",), "add phases, or name a `family:` that derives them."))
+    updated: set[str] = set()
+    for i, phase in enumerate(spec.phases):
+        path: Path = ("phases", i)
+        if not phase.update:
+            d.append(Diagnostic("G009", f"phase `{phase.name}` updates no network.", path + ("update",), "list the networks it trains, e.g. `update: [generator]`."))
+        if not phase.terms:
+            d.append(Diagnostic("G009", f"phase `{phase.name}` has no terms, so its loss is empty.", path + ("terms",), "add a term such as `elbo` or `adversarial.g`."))
+        for n in phase.update:
+            if n in spec.networks and not spec.networks[n].trainable:
+                d.append(Diagnostic("G009", f"phase `{phase.name}` updates `{n}`, which is declared `trainable: false`.", path + ("update",), "remove it from `update` or make it trainable."))
+        updated.update(phase.update)
+        bound: list[BoundRef] = []
+        for j, ref in enumerate(phase.term_refs()):
+            b = _bind(graph, registry, ref, path + ("terms", j), d)
+            if b is not None:
+                bound.append(b)
+        out.terms[phase.name] = bound
+        if bound and len(bound) == len(phase.terms):  # no terms at all is G009 already
+            reach = set().union(*(b.bound.reaches for b in bound))
+            for n in phase.update:
+                if n in spec.networks and spec.networks[n].trainable and n not in reach:
+                    sampled = [e for e in graph.edges if e.net == n and e.name in graph.no_gradient]
+                    why = "".join(f"; its edge `{e.name}` samples `{e.dist}`, which passes no gradient back to it" for e in sampled)
+                    d.append(Diagnostic("G010", f"phase `{phase.name}` updates `{n}`, but the gradient of its terms ({', '.join(b.label for b in bound)}) cannot reach it (they reach: {', '.join(sorted(reach)) or 'nothing'}){why}.", path + ("update",), f"add a term whose value depends on `{n}`, or drop `{n}` from `update`" + (", or give its edge a reparameterised `dist` (`deterministic`, `normal`)." if sampled else ".")))
+    used = {e.net for e in graph.edges}
+    for nname, net in spec.networks.items():
+        if net.trainable and nname not in updated and spec.phases and nname in used:  # unused: G002
+            d.append(Diagnostic("G011", f"network `{nname}` is trainable but no phase updates it.", ("networks", nname), "add it to a phase's `update`, or set `trainable: false`."))
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _bind(graph: ModelGraph, registry: Registry, ref: Any, path: Path, d: list[Diagnostic]) -> BoundRef | None:
+    if not registry.has("terms", ref.term):
+        return None
+    term = registry.get("terms", ref.term)
+    edge = None
+    if term.target is not None:
+        if ref.on is not None:
+            edge = graph.edge(ref.on)
+            if edge is None:
+                return None
+            if edge.kind != term.target:
+                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to {_a(term.target)} edge, but `{ref.on}` is {edge.kind}.", path, f"name {_a(term.target)} edge: " + (", ".join(f"`{e.name}`" for e in graph.of_kind(term.target)) or "the graph has none") + "."))
+                return None
+        else:
+            candidates = graph.of_kind(term.target)
+            if len(candidates) != 1:
+                what = "none" if not candidates else ", ".join(f"`{e.name}`" for e in candidates)
+                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to {_a(term.target)} edge, and the graph has {what}; expected exactly one, or `@<edge>`.", path, f"write `{ref.term}@<edge>` to choose one." if candidates else f"add {_a(term.target)} edge."))
+                return None
+            edge = candidates[0]
+    elif ref.on is not None:
+        d.append(Diagnostic("G015", f"term `{ref.term}` applies to the whole model and takes no `@{ref.on}`.", path, f"write `{ref.term}`."))
+        return None
+    model = getattr(term, "Options", None)
+    if model is not None:
+        from unigen.api.registry import validate_options
+
+        options, diags = validate_options(model, ref.options, path + ("options",), f"term `{ref.term}`")
+        if diags:
+            d.extend(diags)
+            return None
+    elif ref.options:
+        d.append(Diagnostic("G016", f"term `{ref.term}` takes no options.", path + ("options",), "remove them."))
+        return None
+    else:
+        options = None
+    try:
+        bound = term.bind(Site(graph, edge, options, registry))
+    except TermError as exc:
+        d.append(Diagnostic("G014", f"term `{ref.term}`{' on `' + edge.name + '`' if edge else ''}: {exc.message}", path, exc.hint))
+        return None
+    return BoundRef(ref.term, edge, ref.weight, bound, path)

@@ -1,0 +1,129 @@
+"""checkpoints."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unigen.errors import UnigenError
+from unigen.runs.rundir import atomic_write
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}.pt"
+
+
+def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:
+    ckpt_dir = run / "checkpoints"
+    name = checkpoint_name(state["step"])
+    fd, tmp = tempfile.mkstemp(dir=ckpt_dir, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, ckpt_dir / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write(ckpt_dir / "last", name + "\n")  # the pointer moves only after the file is whole
+    return ckpt_dir / name
+
+
+def checkpoints(run: Path) -> Iterator[Path]:
+    """Checkpoints of a run, newest first."""
+    yield from sorted((run / "checkpoints").glob("step_*.pt"), reverse=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state. Only tensors and plain data are unpickled (`weights_only=True`):
+    a file that holds any other object is refused before anything in it runs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UnigenError.one("C001", f"checkpoint `{path}` cannot be loaded safely: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.", (), "use another checkpoint; unigen loads tensors and plain data only.", exit_code=1) from None
+    if not isinstance(state, dict) or "nets" not in state or "step" not in state:
+        raise UnigenError.one("C001", f"`{path}` is not a unigen checkpoint (no `nets`/`step`).", (), "point at a file under a run's checkpoints/.", exit_code=1)
+    return state
+
+
+def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The checkpoint `checkpoints/last` points at, or, where that one cannot be read, the
+    newest readable one before it. Returns its path, its state and a warning per fallback."""
+    ckpt_dir = run / "checkpoints"
+    if not ckpt_dir.is_dir():
+        raise UnigenError.one("R002", f"`{run}` is not a unigen run directory (it has no checkpoints/).", (), "point `--out` or `--resume` at a directory written by `unigen compile-and-train`.", exit_code=2)
+    warnings: list[str] = []
+    order = list(checkpoints(run))
+    pointer = ckpt_dir / "last"
+    if pointer.exists():
+        try:
+            target = ckpt_dir / pointer.read_text(encoding="utf-8").strip()
+            if target.parent != ckpt_dir or not target.name.startswith("step_"):
+                raise ValueError(f"it names `{target.name}`")
+        except (OSError, ValueError) as exc:
+            warnings.append(f"checkpoints/last in `{run}` is unreadable ({exc}); using the newest checkpoint instead.")
+        else:
+            # Those after `last` were never pointed at: a crash may have cut them short.
+            later = [p for p in order if p.name > target.name]
+            order = [target] + [p for p in order if p.name < target.name] + later
+    failed: list[str] = []
+    for path in order:
+        if not path.exists():
+            failed.append(f"`{path.name}` is missing")
+            continue
+        try:
+            state = load_checkpoint(path)
+        except UnigenError as exc:
+            failed.append(f"`{path.name}` is unreadable ({exc.diagnostics[0].message.rstrip('.')})")
+            continue
+        if failed:
+            warnings.append("; ".join(failed) + f"; falling back to `{path.name}` (step {state['step']}).")
+        return path, state, warnings
+    if failed:
+        raise UnigenError.one("C001", f"no readable checkpoint in `{ckpt_dir}`: " + "; ".join(failed) + ".", (), "start afresh with another `--out`.", exit_code=1)
+    raise UnigenError.one("C001", f"`{ckpt_dir}` holds no checkpoint, so there is nothing to resume.", (), "start afresh with another `--out` (a run checkpoints at its end, and every `train.checkpoint_every` steps).", exit_code=1)
+
+
+def export_weights(source: str | Path, output: str | Path | None = None) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """Write the networks' weights of a run's newest readable checkpoint (or of a checkpoint
+    file) as safetensors: one tensor per `network.parameter` key, as in the checkpoint's `nets`.
+    Returns the file written, the checkpoint's state and the tensors."""
+    from safetensors.torch import save
+
+    source = Path(source)
+    if source.is_dir():
+        path, state, warnings = newest_checkpoint(source)
+        for text in warnings:
+            print(f"warning: {text}", file=sys.stderr)
+        run: Path | None = source
+    elif source.is_file():
+        path, state = source, load_checkpoint(source)
+        run = source.parent.parent if source.parent.name == "checkpoints" else None
+    else:
+        raise UnigenError.one("R002", f"`{source}` is neither a run directory nor a checkpoint file.", (), "pass a directory written by `unigen compile-and-train`, or a checkpoint under its checkpoints/.")
+    nets = state.get("nets")
+    tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in nets.items() if isinstance(v, torch.Tensor)} if isinstance(nets, dict) else {}
+    ema = state.get("ema")
+    if tensors and isinstance(ema, dict):  # averaged networks (`ema:`) as `ema.network.parameter`
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.items() if isinstance(v, torch.Tensor)})
+    if not tensors:
+        raise UnigenError.one("C001", f"checkpoint `{path}` holds no network weights to export.", (), "export a checkpoint written by `unigen compile-and-train`.", exit_code=1)
+    if output is None:
+        out = (run / "weights.safetensors") if run is not None else path.with_suffix(".safetensors")
+    else:
+        out = Path(output)
+    metadata = {"format": "unigen-weights", "step": str(state.get("step")), "checkpoint": str(path)}
+    if isinstance(state.get("spec_digest"), str):
+        metadata["spec_digest"] = state["spec_digest"]
+    try:
+        atomic_write(out, save(tensors, metadata))
+    except OSError as exc:
+        raise UnigenError.one("R002", f"cannot write `{out}`: {exc.strerror or exc}.", (), "choose another `-o FILE.safetensors` in a directory that exists and is writable.", exit_code=1) from None
+    return out, state, tensors

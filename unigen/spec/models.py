@@ -1,0 +1,183 @@
+"""The spec language: pydantic models at the YAML boundary, plus loading and overrides."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+if TYPE_CHECKING:
+    pass
+
+
+# A size or count a tensor dimension holds: torch indexes most kernels with 32 bits.
+Size = Annotated[int, Field(gt=0, lt=2**31)]
+
+
+NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+SPEC_NAME = r"^[A-Za-z0-9_.-]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """A registered kind plus its own options, checked later against the kind's model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Data(_Open):
+    source: str = Field(description="registered dataset, e.g. `digits`, `ring2d`, `grid2d`; its options sit beside it")
+
+
+class Variable(_Strict):
+    observed: bool = Field(False, description="bound to a data field in the q-trace")
+    shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
+    prior: str | None = Field(None, description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`")
+    data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
+    mask: str | None = Field(None, description="data field that marks the rows observing this variable (1) and those hiding it (0): a partially observed variable, e.g. labels given for some rows only")
+
+
+class Network(_Open):
+    arch: str = Field(description="registered architecture, e.g. `mlp`; its options sit beside it")
+    trainable: bool = Field(True, description="false: a fixed network that no phase updates")
+    ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the parameters, e.g. 0.999; the average draws samples and is evaluated")
+
+
+class Edge(_Strict):
+    generative: str | None = Field(None, description="`z -> x` or `z, y -> x`: a factor of p(x, z)")
+    inference: str | None = Field(None, description="`x -> z`: a factor of q(z | x)")
+    adversarial: str | list[str] | None = Field(None, description="variable or list of variables judged real (q-trace) vs fake (p-trace)")
+    net: str = Field(description="network computing this edge")
+    dist: str | None = Field(None, description="output distribution: bernoulli, normal, deterministic, categorical")
+    objective: str | None = Field(None, description="adversarial objective (required on adversarial edges), e.g. `nonsaturating`, `minimax`, `hinge`")
+    name: str | None = Field(None, pattern=NAME, description="name used by terms (`elbo@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
+    real: list[str] | None = Field(None, description="adversarial real side as `trace.var` items (default `q.<var>` for each judged variable)")
+    fake: list[str] | None = Field(None, description="adversarial fake side as `trace.var` items (default `p.<var>` for each judged variable)")
+    identify: str | None = Field(None, pattern=NAME, description="adversarial links only: a categorical latent (k values) behind the fake side; the discriminator gives 1 + k logits and also tells which value produced each fake sample (MAD-GAN: which generator)")
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the distribution or the objective")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Edge":
+        kinds = [k for k in ("generative", "inference", "adversarial") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("an edge has exactly one of `generative`, `inference`, `adversarial`" + (f"; found {', '.join(kinds)}" if kinds else ""))
+        if kinds[0] != "adversarial" and self.objective is not None:
+            raise ValueError("`objective` belongs to adversarial edges only")
+        if kinds[0] == "adversarial" and self.dist is not None:
+            raise ValueError("`dist` belongs to generative and inference edges only")
+        if kinds[0] != "adversarial" and (self.real is not None or self.fake is not None):
+            raise ValueError("`real` and `fake` belong to adversarial edges only")
+        if kinds[0] != "adversarial" and self.identify is not None:
+            raise ValueError("`identify` belongs to adversarial edges only")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("generative", "inference", "adversarial") if getattr(self, k) is not None)
+
+
+class TermRef(_Strict):
+    term: str = Field(description="registered term, e.g. `elbo`, `adversarial.d`")
+    on: str | None = Field(None, description="edge the term is attached to, when the graph has several candidates")
+    weight: float = Field(1.0, description="the term's factor in the phase's loss")
+    options: dict[str, Any] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
+
+
+class Optim(_Open):
+    kind: str = Field("adam", description="registered optimizer: adam, adamw, sgd, rmsprop; torch options sit beside it")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+
+
+class Phase(_Strict):
+    name: str = Field(pattern=NAME)
+    update: list[str] = Field(description="networks whose parameters this phase changes; all others are frozen")
+    terms: list[str | TermRef] = Field(description="terms summed into the phase's loss; `name` or `name@edge` or a mapping")
+    optim: Optim | None = Field(None, description="defaults to `train.optim`")
+    repeats: PositiveInt = Field(1, description="updates per training step (e.g. critic steps)")
+    every: PositiveInt = Field(1, description="run on every k-th training step only")
+
+    def term_refs(self) -> list[TermRef]:
+        out = []
+        for t in self.terms:
+            if isinstance(t, str):
+                name, _, on = t.partition("@")
+                out.append(TermRef(term=name.strip(), on=on.strip() or None))
+            else:
+                out.append(t)
+        return out
+
+
+class Best(_Strict):
+    metric: str = Field(description="a metric as metrics.csv and summary.json name it, e.g. `test_nelbo`")
+    mode: Literal["min", "max"] = Field("min", description="whether lower (`min`) or higher (`max`) is better")
+
+
+class Train(_Strict):
+    steps: PositiveInt = Field(1000, description="training steps; each runs every phase due (times its `repeats`)")
+    batch_size: Size = Field(128, description="samples per batch, of data and of the p-trace")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of every random stream of the run (torch takes 64-bit seeds)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`: CUDA when there is a GPU, else the CPU")
+    log_every: PositiveInt = Field(100, description="steps between metric rows and log lines")
+    sample_every: int = Field(0, ge=0, description="steps between sample pictures; 0: only at the end")
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
+    eval_every: int = Field(0, ge=0, description="steps between metric evaluations; 0: only at the end")
+    eval_samples: Size = Field(2500, description="samples drawn for sample-based metrics")
+    on_nonfinite: Literal["raise", "skip", "rollback"] = Field(
+        "raise",
+        description="a phase loss that is NaN or infinite: `raise` stops the run (R001, the last good state saved as a checkpoint); "
+        "`skip` leaves that phase's update out and goes on; `rollback` restores the last good state and goes on",
+    )
+    optim: Optim = Field(default_factory=Optim, description="default optimizer of every phase")
+    best: Best | None = Field(None, description="keep the checkpoint with the best value of a metric, among the evaluations (`eval_every` and the end), as `checkpoints/best`")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="arithmetic of the networks' forward passes: `bf16` autocasts to bfloat16 (CUDA and CPU); `fp16` autocasts to float16 with a gradient scaler per phase (CUDA only)",
+    )
+    compile: bool = Field(False, description="run every network through `torch.compile` (slow to warm up; pays off on long runs)")
+    sync_batchnorm: bool = Field(False, description="under torch.distributed, turn batch-norm layers into SyncBatchNorm so that they normalise over the global batch")
+
+
+class Spec(_Strict):
+    unigen: Literal[1] = Field(description="spec format version")
+    name: str = Field(pattern=SPEC_NAME)
+    family: str | None = Field(None, description="registered family whose defaults fill what the spec leaves out")
+    description: str = Field("", description="one line about the model")
+    data: Data
+    variables: dict[str, Variable]
+    networks: dict[str, Network]
+    edges: list[Edge]
+    phases: list[Phase] = Field(description="alternating training phases")
+    metrics: list[str] | None = Field(None, description="metrics to report; default: every registered metric that applies")
+    train: Train = Field(default_factory=Train, description="training settings")
+
+    @field_validator("variables", "networks")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [f"`{key}`" for key in value if not re.match(NAME, str(key))]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} {'is not a valid name' if len(bad) == 1 else 'are not valid names'}; expected letters, digits and `_`, not starting with a digit")
+        return value
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r}"
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", exclude_none=True)

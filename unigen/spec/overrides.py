@@ -1,0 +1,131 @@
+"""overrides."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel
+
+from unigen.errors import Diagnostic, UnigenError, did_you_mean, dotted
+from unigen.spec.models import Data, Network, Optim, Spec, _kind_of
+from unigen.spec.source import SourceMap
+
+if TYPE_CHECKING:
+    pass
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str], smap: SourceMap | None = None) -> dict[str, Any]:
+    """Apply `dotted.key=value` overrides. List items are addressed by index or by `name`."""
+    doc = copy.deepcopy(doc)
+    errors: list[Diagnostic] = []
+    for item in overrides:
+        key, sep, value_text = item.partition("=")
+        if not sep or not key.strip():
+            errors.append(Diagnostic("S004", f"override `{item}` is not `dotted.key=value`.", hint="write e.g. `train.steps=200`."))
+            continue
+        try:
+            value = yaml.load(value_text, Loader=_override_loader()) if value_text.strip() else ""
+        except yaml.YAMLError:
+            value = value_text
+        parts = key.strip().split(".")
+        err, hint = _set_path(doc, parts, value)
+        if err:
+            errors.append(Diagnostic("S004", f"override `{item}`: {err}", hint=hint or "see `unigen show-config SPEC` for the keys a spec has."))
+    if errors:
+        raise UnigenError(errors)
+    return doc
+
+
+def _override_loader() -> type:
+    from unigen.spec.source import _Loader
+
+    return _Loader
+
+
+def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str]:
+    """Set `parts` in `doc`; on failure, (what is wrong; what was expected, hint)."""
+    node = doc
+    model: Any = Spec
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        here = dotted(parts[:i])
+        if isinstance(node, list):
+            idx = _list_index(node, part)
+            if idx is None:
+                names = [str(x.get("name")) for x in node if isinstance(x, dict) and "name" in x]
+                return (
+                    f"no item `{part}` in `{here}`; expected an index below {len(node)}" + (" or an item's `name`." if names else "."),
+                    did_you_mean(part, names) if names else f"use an index from 0 to {len(node) - 1}." if node else f"`{here}` is empty.",
+                )
+            if last:
+                node[idx] = value
+                return "", ""
+            node = node[idx]
+            model = _element_model(model)
+            continue
+        if not isinstance(node, dict):
+            return f"`{here}` is {_kind_of(node)}, not a mapping, so it has no key `{part}`.", f"override `{here}` itself, e.g. `{here}=...`."
+        fields = _fields(model)
+        open_kind = model in (Data, Network, Optim) or model is None
+        if part not in node and fields is not None and part not in fields and not open_kind:
+            where = f"`{here}`" if here else "the spec"
+            return f"unknown key `{part}` in {where}; expected one of its keys.", did_you_mean(part, list(fields))
+        if last:
+            node[part] = value
+            return "", ""
+        child = model[1] if isinstance(model, tuple) and model[0] == "dict" else _child_model(model, part)
+        if part not in node and isinstance(child, tuple) and child[0] == "list":
+            # `phases.gen.repeats=2` when the file has no `phases` (a family fills them in
+            # later): there is no item to address yet.
+            return f"`{dotted(parts[: i + 1])}` is not in the spec file, so its items cannot be addressed.", f"write `{part}:` in the file, or override the whole list: `{dotted(parts[: i + 1])}=[...]`."
+        node = node.setdefault(part, {})
+        model = child
+    return "", ""
+
+
+def _list_index(items: list[Any], part: str) -> int | None:
+    if part.isdigit():
+        return int(part) if int(part) < len(items) else None
+    for idx, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == part:
+            return idx
+    return None
+
+
+def _fields(model: Any) -> dict[str, Any] | None:
+    return dict(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _child_model(model: Any, part: str) -> Any:
+    import typing
+
+    fields = _fields(model)
+    if fields is None:
+        return None
+    if part not in fields:
+        return None
+    ann = fields[part].annotation
+    for _ in range(3):
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if typing.get_origin(ann) is dict:
+            return ("dict", args[-1])
+        if not args:
+            return None
+        ann = args[-1] if typing.get_origin(ann) is not list else ("list", args[0])
+        if isinstance(ann, tuple):
+            return ann
+    return None
+
+
+def _element_model(model: Any) -> Any:
+    if isinstance(model, tuple):
+        inner = model[1]
+        import typing
+
+        models = [a for a in (typing.get_args(inner) or (inner,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else None
+    return None

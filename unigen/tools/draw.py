@@ -1,0 +1,326 @@
+"""`unigen draw`: a spec's graphical model, drawn in the notation of Hu et al. (2018), Fig. 1.
+
+- a variable is a circle, shaded when it is observed (bound to data);
+- a generative edge (a factor of p(x, z)) is a solid arrow, an inference edge (a factor of
+  q(z | x)) a dashed one; an edge whose distribution is `deterministic` (an implicit
+  distribution) gets a hollow arrowhead;
+- an adversarial link is a node `y` (the real/fake indicator the discriminator predicts)
+  joined to each judged variable by a red double-headed arrow: the discriminator q(y | x)
+  and its reverse q^r(y | x), with the real and fake sides written on it;
+- every edge is labelled with the network that computes it.
+
+The picture is described once (`Drawing`) and rendered either by Graphviz (`dot`, when it is
+on the PATH) or by matplotlib over a layered networkx layout, so both renderings show the
+same edges with the same styles. `.dot` output is the Graphviz source and needs neither.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from unigen.errors import UnigenError
+from unigen.graph.model import ModelGraph
+
+ADVERSARIAL_COLOR = "#d62728"  # red
+
+
+OBSERVED_FILL = "#c8c8c8"
+
+
+FORMATS = ("svg", "png", "pdf", "dot")
+
+
+SPACING = 2.0  # matplotlib: distance between layers and between nodes of a layer
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    label: str
+    kind: str  # variable | link
+    observed: bool = False
+    sublabel: str = ""  # shape, then prior, one a line
+
+
+@dataclass(frozen=True)
+class Arrow:
+    id: str  # stable, used as the SVG element id: `<kind>:<tail>-><head>:<edge name>`
+    tail: str
+    head: str
+    kind: str  # generative | inference | adversarial
+    label: str
+    deterministic: bool = False
+
+    @property
+    def style(self) -> dict[str, Any]:
+        """The edge's look, shared by both renderers."""
+        return {
+            "dashed": self.kind == "inference",
+            "color": ADVERSARIAL_COLOR if self.kind == "adversarial" else "black",
+            "hollow": self.deterministic,
+            "both": self.kind == "adversarial",
+        }
+
+
+@dataclass
+class Drawing:
+    name: str
+    nodes: list[Node] = field(default_factory=list)
+    arrows: list[Arrow] = field(default_factory=list)
+
+
+def describe(graph: ModelGraph) -> Drawing:
+    """The drawing of a spec's model graph: its nodes and styled arrows."""
+    spec = graph.spec
+    d = Drawing(spec.name)
+    for name, var in spec.variables.items():
+        bits = ["[" + ", ".join(map(str, var.shape)) + "]"]
+        if var.prior:
+            bits.append(f"~ {var.prior}")
+        # Shape and prior on lines of their own, so that the circle stays narrow.
+        d.nodes.append(Node(name, name, "variable", var.observed, "\n".join(bits)))
+    for e in graph.edges:
+        if e.kind == "adversarial":
+            link = f"link:{e.name}"
+            # MAD-GAN: y also takes the values of the identified latent (which generator).
+            d.nodes.append(Node(link, "y", "link", sublabel=e.name + (f"\ny also tells {e.identify}" if e.identify else "")))
+            for v in dict.fromkeys(e.parents):
+                real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
+                fake = ", ".join(f"{t}.{x}" for t, x in e.fake if x == v)
+                sides = "  ".join(s for s in (f"real {real}" if real else "", f"fake {fake}" if fake else "") if s)
+                d.arrows.append(Arrow(f"adversarial:{v}->{link}:{e.name}", v, link, "adversarial", f"{e.net}\n{sides}" if sides else e.net))
+            continue
+        assert e.child is not None
+        for p in e.parents:
+            d.arrows.append(Arrow(f"{e.kind}:{p}->{e.child}:{e.name}", p, e.child, e.kind, e.net, e.dist == "deterministic"))
+    return d
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_dot(d: Drawing) -> str:
+    """Graphviz source. Generative edges set the ranks (priors on top, data below, as in the
+    paper's figures); inference edges do not move nodes between ranks."""
+    lines = [
+        f"digraph {_q(d.name)} {{",
+        f"  graph [label={_q(d.name)}, labelloc=t, fontname=Helvetica, nodesep=0.9, ranksep=0.9];",
+        "  node [fontname=Helvetica];",
+        "  edge [fontname=Helvetica, fontsize=11];",
+    ]
+    for n in d.nodes:
+        # The variable's name, with its shape and prior in small type inside the circle.
+        small = "<BR/>".join(_html(line) for line in n.sublabel.split("\n"))
+        html = f'<{_html(n.label)}<BR/><FONT POINT-SIZE="9">{small}</FONT>>'
+        if n.kind == "variable":
+            attrs = {"id": _q(f"node:{n.id}"), "shape": "circle", "width": "0.9", "label": html}
+            if n.observed:
+                attrs.update(style="filled", fillcolor=_q(OBSERVED_FILL))
+        else:
+            attrs = {"id": _q(f"node:{n.id}"), "shape": "circle", "width": "0.6", "label": html, "color": _q(ADVERSARIAL_COLOR), "fontcolor": _q(ADVERSARIAL_COLOR)}
+        lines.append(f"  {_q(n.id)} [{', '.join(f'{k}={v}' for k, v in attrs.items())}];")
+    for a in d.arrows:
+        s = a.style
+        # Spaces around each line keep the label off the edge it names and off a parallel one.
+        label = "\n".join(f"  {line}  " for line in a.label.split("\n"))
+        attrs = {"id": a.id, "label": label, "color": s["color"], "fontcolor": s["color"], "style": "dashed" if s["dashed"] else "solid", "arrowhead": "empty" if s["hollow"] else "normal"}
+        if s["both"]:
+            attrs.update(dir="both", arrowtail="normal")
+        if a.kind == "inference":
+            attrs["constraint"] = "false"
+        lines.append(f"  {_q(a.tail)} -> {_q(a.head)} [{', '.join(f'{k}={_q(v)}' for k, v in attrs.items())}];")
+    # An adversarial indicator sits beside the lowest variable it judges, as in the matplotlib
+    # layout, rather than a rank below everything.
+    pos = layout(d)
+    for n in d.nodes:
+        judged = [a.tail for a in d.arrows if a.head == n.id and a.tail in pos]
+        if n.kind == "link" and judged:
+            lowest = min(judged, key=lambda v: pos[v][1])
+            lines.append(f"  {{rank=same; {_q(lowest)}; {_q(n.id)}}}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def dot_binary() -> str | None:
+    return shutil.which("dot")
+
+
+def _render_dot(d: Drawing, out: Path, fmt: str, dot: str) -> None:
+    try:
+        dpi = ["-Gdpi=150"] if fmt == "png" else []  # the same resolution as the matplotlib PNG
+        res = subprocess.run([dot, f"-T{fmt}", *dpi, "-o", str(out)], input=to_dot(d), text=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UnigenError.one("U001", f"Graphviz (`{dot}`) could not be run: {exc}.", (), "use `--engine matplotlib`, or reinstall Graphviz.", exit_code=1) from None
+    if res.returncode != 0:
+        raise UnigenError.one("U001", f"Graphviz (`{dot}`) failed: {res.stderr.strip()}.", (), "use `--engine matplotlib`, or reinstall Graphviz.", exit_code=1)
+
+
+def layout(d: Drawing) -> dict[str, tuple[float, float]]:
+    """Layered positions: generative roots on top, their children below (as `dot` ranks
+    them); each adversarial indicator beside the lowest variable it judges."""
+    dag = nx.DiGraph()
+    variables = [n.id for n in d.nodes if n.kind == "variable"]
+    dag.add_nodes_from(variables)
+    dag.add_edges_from((a.tail, a.head) for a in d.arrows if a.kind == "generative")
+    if not nx.is_directed_acyclic_graph(dag):  # an invalid spec: still draw something
+        dag = nx.DiGraph()
+        dag.add_nodes_from(variables)
+    rank: dict[str, int] = {}
+    for i, layer in enumerate(nx.topological_generations(dag)):
+        for v in layer:
+            rank[v] = i
+    # A variable reached only by inference (e.g. a code) sits one layer below its parents.
+    for a in d.arrows:
+        if a.kind == "inference" and dag.in_degree(a.head) == 0 and dag.out_degree(a.head) == 0:
+            rank[a.head] = max(rank[a.head], rank.get(a.tail, 0) + 1)
+    pos: dict[str, tuple[float, float]] = {}
+    layers: dict[int, list[str]] = {}
+    for v in variables:
+        layers.setdefault(rank[v], []).append(v)
+    for r in sorted(layers):
+        members = layers[r]
+        if r > 0:  # below its parents: order a layer by the mean position of each node's parents
+            def mean_parent(v: str) -> float:
+                xs = [pos[a.tail][0] for a in d.arrows if a.head == v and a.tail in pos and a.kind != "adversarial"]
+                return sum(xs) / len(xs) if xs else 0.0
+
+            members.sort(key=mean_parent)
+        for i, v in enumerate(members):
+            x = i - (len(members) - 1) / 2
+            if r > 0 and len(members) == 1:
+                x = mean_parent(v) if any(a.head == v and a.tail in pos for a in d.arrows) else x
+            pos[v] = (x, -float(r))
+    right = max((x for x, _ in pos.values()), default=0.0)
+    for n in d.nodes:
+        if n.kind == "link":
+            judged = [a.tail for a in d.arrows if a.head == n.id]
+            y = min((pos[v][1] for v in judged if v in pos), default=0.0)
+            right += 1.4
+            pos[n.id] = (right, y)
+    return pos
+
+
+def figure(d: Drawing) -> Any:
+    """The matplotlib figure of a drawing. Artists carry gids: `node:<id>` (circles),
+    `text:<id>` and `sub:<id>` (a node's name, and its shape and prior), the arrow's id (arrows) and `label:<arrow id>`."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, FancyArrowPatch
+
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text in the SVG
+    pos = {k: (x * SPACING, y * SPACING) for k, (x, y) in layout(d).items()}
+    xs = [p[0] for p in pos.values()] or [0.0]
+    ys = [p[1] for p in pos.values()] or [0.0]
+    x0, x1, y0, y1 = min(xs) - 1.6, max(xs) + 1.6, min(ys) - 0.9, max(ys) + 0.9
+    fig, ax = plt.subplots(figsize=(1.3 * (x1 - x0), 1.3 * (y1 - y0)))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(d.name, fontsize=13)
+    radius = {n.id: (0.46 if n.kind == "variable" else 0.34) for n in d.nodes}
+    cx, cy = sum(xs) / len(xs), sum(ys) / len(ys)  # the picture's centre: labels go outwards
+    for n in d.nodes:
+        x, y = pos[n.id]
+        color = "black" if n.kind == "variable" else ADVERSARIAL_COLOR
+        circle = Circle((x, y), radius[n.id], facecolor=OBSERVED_FILL if n.observed else "white", edgecolor=color, lw=1.4, zorder=3)
+        circle.set_gid(f"node:{n.id}")
+        ax.add_patch(circle)
+        name = ax.text(x, y + 0.15, n.label, ha="center", va="center", fontsize=14, color=color, zorder=4)
+        name.set_gid(f"text:{n.id}")
+        sub = ax.text(x, y - 0.01, n.sublabel, ha="center", va="top", fontsize=6.5, color=color, zorder=4, linespacing=1.25)
+        sub.set_gid(f"sub:{n.id}")
+    # Two edges between one pair of nodes (z -> x generative, x -> z inference) bend apart
+    # to opposite sides; a lone edge stays straight.
+    between: dict[frozenset[str], list[Arrow]] = {}
+    for a in d.arrows:
+        between.setdefault(frozenset((a.tail, a.head)), []).append(a)
+    for group in between.values():
+        for k, a in enumerate(group):
+            s = a.style
+            (ax0, ay0), (ax1, ay1) = pos[a.tail], pos[a.head]
+            length = math.hypot(ax1 - ax0, ay1 - ay0) or 1.0
+            ux, uy = (ax1 - ax0) / length, (ay1 - ay0) / length
+            # Bend: positive `side` is to the left of the pair's first edge's direction.
+            ref = group[0]
+            sign = 1.0 if (a.tail, a.head) == (ref.tail, ref.head) else -1.0
+            side = 0.0 if len(group) == 1 else (1.0 if k % 2 == 0 else -1.0) * (1 + k // 2)
+            rad = 0.45 * side * sign
+            # Leave each circle at its rim, tilted towards the bend.
+            tilt = math.atan(rad) if rad else 0.0
+            cos, sin = math.cos(tilt), math.sin(tilt)
+            sx, sy = ux * cos + uy * sin, -ux * sin + uy * cos
+            ex, ey = ux * cos - uy * sin, ux * sin + uy * cos
+            start = (ax0 + sx * radius[a.tail], ay0 + sy * radius[a.tail])
+            end = (ax1 - ex * radius[a.head], ay1 - ey * radius[a.head])
+            head = "<|-|>" if s["both"] else "-|>"
+            patch = FancyArrowPatch(
+                start, end, arrowstyle=f"{head},head_length=0.45,head_width=0.22",
+                connectionstyle=f"arc3,rad={rad}", mutation_scale=20, lw=1.4, shrinkA=0, shrinkB=0,
+                linestyle=(0, (5, 3)) if s["dashed"] else "-",
+                edgecolor=s["color"], facecolor="white" if s["hollow"] else s["color"], zorder=2,
+            )
+            patch.set_gid(a.id)
+            ax.add_patch(patch)
+            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+            if rad:
+                # A bent edge: the label on the arc's middle, over a white box.
+                mx, my = mx + (end[1] - start[1]) * rad / 2, my - (end[0] - start[0]) * rad / 2
+                t = ax.text(mx, my, a.label, ha="center", va="center", fontsize=9, color=s["color"], zorder=5,
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 1})
+            else:
+                # A straight edge: the label beside its middle, on the side away from the
+                # picture's centre, anchored at the corner nearest the line so that the whole
+                # text stays on that side (it crosses neither this edge nor the circles).
+                nx_, ny_ = -uy, ux
+                if nx_ * (mx - cx) + ny_ * (my - cy) < 0 or (abs(nx_ * (mx - cx) + ny_ * (my - cy)) < 1e-9 and ny_ < 0):
+                    nx_, ny_ = -nx_, -ny_
+                ha = "center" if abs(nx_) < 0.3 else ("left" if nx_ > 0 else "right")
+                va = "center" if abs(ny_) < 0.3 else ("bottom" if ny_ > 0 else "top")
+                t = ax.text(mx + 0.12 * nx_, my + 0.12 * ny_, a.label, ha=ha, va=va, fontsize=9, color=s["color"], zorder=5,
+                            multialignment="center")
+            t.set_gid(f"label:{a.id}")
+    return fig
+
+
+def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(d)
+    fig.savefig(out, format=fmt, bbox_inches="tight", dpi=150)
+    plt.close(fig)
+
+
+def draw(graph: ModelGraph, out: Path, engine: str = "auto") -> str:
+    """Write the drawing to `out` (format from its suffix); returns the engine used."""
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise UnigenError.one("U002", f"cannot draw to `{out}`: unknown format `.{fmt}`; expected one of {', '.join('.' + f for f in FORMATS)}.", (), "name the output e.g. `model.svg` or `model.png`.")
+    d = describe(graph)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "dot":
+        out.write_text(to_dot(d), encoding="utf-8")
+        return "dot-source"
+    dot = dot_binary()
+    if engine == "graphviz" and dot is None:
+        raise UnigenError.one("U001", "`--engine graphviz`: the Graphviz `dot` program is not on the PATH.", (), "install Graphviz (e.g. `apt-get install graphviz`), or use `--engine auto` for the matplotlib drawing.", exit_code=1)
+    if engine in ("auto", "graphviz") and dot is not None:
+        _render_dot(d, out, fmt, dot)
+        return "graphviz"
+    _render_matplotlib(d, out, fmt)
+    return "matplotlib"

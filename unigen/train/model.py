@@ -1,0 +1,168 @@
+"""Networks, traces and data on a device: what a compiled program runs on.
+
+A trace is computed lazily, so a phase pays only for the values its terms read. The
+p-trace samples roots from their priors and follows generative edges; the q-trace takes
+observed variables from the data batch and follows inference edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from unigen.api.kinds import Dataset
+from unigen.api.registry import Registry
+from unigen.compile.program import Program
+from unigen.graph.model import EdgeInfo
+from unigen.train.averages import Averages
+from unigen.train.data import load_dataset, mask_key
+from unigen.train.networks import build_networks
+
+
+class Model(nn.Module):
+    """The networks of a program, its distributions and its data, on one device."""
+
+    def __init__(self, program: Program, registry: Registry, device: torch.device, dataset: Dataset | None = None) -> None:
+        super().__init__()
+        self.program, self.registry, self.device = program, registry, device
+        spec, graph = program.spec, program.graph
+        self.nets = nn.ModuleDict(build_networks(program, registry, device))
+        self.to(device)
+        # What traces and terms call for each network: the plain modules, or during a training
+        # step what the trainer's execution chose (compiled, wrapped for several processes).
+        self.calls: dict[str, Any] = dict(self.nets.items())
+        self.averages = Averages(self.nets, {n: net.ema for n, net in spec.networks.items() if net.ema}, owner=self)
+        self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
+        self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
+        self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}
+        if dataset is None:
+            dataset = load_dataset(program, registry)
+        self.dataset = Dataset(
+            {k: v.to(device) for k, v in dataset.train.items()},
+            {k: v.to(device) for k, v in dataset.test.items()},
+            dataset.info,
+        )
+        self.fields = {v: graph.data_field(v) for v, var in spec.variables.items() if var.observed}
+        # Batches carry, beside each observed variable, the mask of a partially observed one.
+        self.batch_fields = {**self.fields, **{mask_key(v): var.mask for v, var in spec.variables.items() if var.observed and var.mask}}
+        # How each trace produces each variable, resolved once: the hot path only looks up.
+        self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
+            "p": {v: (graph.p_source(v), graph.into(v, "generative")) for v in spec.variables},
+            "q": {v: (graph.q_source(v), graph.into(v, "inference")) for v in spec.variables},
+        }
+        self.reparam = {name: entry[0].reparam for name, entry in self.edge_dist.items()}
+        self._priors: dict[tuple[str, int], torch.distributions.Distribution] = {}
+
+    def prior(self, var: str, n: int) -> torch.distributions.Distribution:
+        """p(var) for a batch of n; fixed priors are built once per batch size."""
+        dist = self._priors.get((var, n))
+        if dist is None:
+            kind = self.priors[var]
+            dist = kind.prior(self.program.graph.shape(var), n, self.device)
+            if getattr(kind, "constant_prior", True):
+                self._priors[(var, n)] = dist
+        return dist
+
+    def trace(self, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> "Trace":
+        return Trace(self, side, batch, n)
+
+    def observed_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The observed variables (and masks) of a split's fields, keyed as a batch is."""
+        return {v: batch[f] for v, f in self.batch_fields.items() if f in batch}
+
+    def sampled_variable(self) -> str | None:
+        """The observed variable samples show: the first one the p-trace generates."""
+        graph = self.program.graph
+        for v, var in self.program.spec.variables.items():
+            if var.observed and graph.p_source(v) == "edge":
+                return v
+        return None
+
+    @torch.no_grad()
+    def generate(self, n: int, var: str, batch: dict[str, torch.Tensor] | None = None, fixed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Samples of `var` from the p-trace, as the mean of its last conditional where it has
+        one; `fixed` sets some variables of the trace (a traversal, an interpolation)."""
+        trace = self.trace("p", self.observed_batch(batch) if batch else None, n)
+        trace.values.update(fixed or {})
+        edge = self.program.graph.into(var, "generative")
+        if edge is None:
+            return trace[var]
+        dist = trace.cond(edge)
+        try:
+            return dist.mean
+        except NotImplementedError:
+            return trace[var]
+
+
+class Trace:
+    """Lazily computed values of one side (p or q) for one batch."""
+
+    __slots__ = ("model", "side", "batch", "n", "values", "conds", "graph")
+
+    def __init__(self, model: Model, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> None:
+        self.model, self.side, self.batch, self.n = model, side, batch or {}, n
+        self.graph = model.program.graph
+        self.values: dict[str, torch.Tensor] = {}
+        self.conds: dict[str, torch.distributions.Distribution] = {}
+
+    def __getitem__(self, var: str) -> torch.Tensor:
+        value = self.values.get(var)
+        if value is None:
+            value = self.values[var] = self._compute(var)
+        return value
+
+    def _compute(self, var: str) -> torch.Tensor:
+        source, edge = self.model.sources[self.side][var]
+        if source == "data":
+            if var not in self.batch:
+                raise RuntimeError(f"the {self.side}-trace needs `{var}` from the data batch, but this phase drew no batch")
+            return self.batch[var]
+        if source == "prior":
+            dist = self.prior(var)
+            return dist.rsample() if dist.has_rsample else dist.sample()
+        if source == "edge":
+            assert edge is not None
+            dist = self.cond(edge)
+            return dist.rsample() if self.model.reparam[edge.name] else dist.sample()
+        raise RuntimeError(f"the {self.side}-trace has no way to produce `{var}`")
+
+    def prior(self, var: str) -> torch.distributions.Distribution:
+        return self.model.prior(var, self.n)
+
+    def cond(self, edge: EdgeInfo) -> torch.distributions.Distribution:
+        """The edge's conditional distribution, evaluated at this trace's parent values."""
+        dist = self.conds.get(edge.name)
+        if dist is None:
+            kind, options, event_dims = self.model.edge_dist[edge.name]
+            out = self.model.calls[edge.net](*[self[p] for p in edge.parents])
+            dist = self.conds[edge.name] = kind.make(out, event_dims, options)
+        return dist
+
+
+class StepContext:
+    """What a term's loss sees: the model and the traces of one phase execution."""
+
+    __slots__ = ("model", "batch", "n", "_traces")
+
+    def __init__(self, model: Model, batch: dict[str, torch.Tensor] | None, n: int) -> None:
+        self.model, self.batch, self.n = model, batch, n
+        self._traces: dict[str, Trace] = {}
+
+    def trace(self, side: str) -> Trace:
+        t = self._traces.get(side)
+        if t is None:
+            t = self._traces[side] = Trace(self.model, side, self.batch, self.n)
+        return t
+
+    @property
+    def p(self) -> Trace:
+        return self.trace("p")
+
+    @property
+    def q(self) -> Trace:
+        return self.trace("q")
+
+    def net(self, name: str) -> Any:
+        return self.model.calls[name]
