@@ -125,9 +125,9 @@ def test_nonfinite_raise_names_phase_term_and_step_and_keeps_last_good_state(poi
 
 
 def test_nonfinite_raise_exits_1_through_the_cli(poisoned, reg, tmp_path: Path, monkeypatch, cli):
-    import unigen.cli.commands
+    import unigen.cli.common
 
-    monkeypatch.setattr(unigen.cli.commands, "_registry", lambda: reg)
+    monkeypatch.setattr(unigen.cli.common, "registry", lambda: reg)
     code, _, err = cli("compile-and-train", poisoned("raise", at=[3], value=math.inf), *SMALL, "--out", tmp_path / "r", "--steps", "6", "--quiet")
     assert code == 1
     assert err.startswith("R001 ") and "term `poison` is inf at step 3" in err and "Traceback" not in err

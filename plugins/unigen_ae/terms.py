@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView, StepContext
 from unigen.api.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
-from unigen.graph.model import EdgeInfo, ModelGraph
-from unigen.train.model import Model, StepContext
 
 # ------------------------------------------------------------------- helpers
 
 
-def q_ancestors(graph: ModelGraph, var: str) -> set[str]:
+def q_ancestors(graph: GraphView, var: str) -> set[str]:
     """Variables the q-trace computes `var` from (through inference edges), `var` included."""
     out: set[str] = set()
     stack = [var]
@@ -183,7 +182,7 @@ class Sparsity(Term):
 # ---------------------------------------------------------------- metric
 
 
-def recon_edges(graph: ModelGraph) -> list[EdgeInfo]:
+def recon_edges(graph: GraphView) -> list[EdgeInfo]:
     """Generative edges into observed variables whose parents the q-trace supplies, at least
     one of them inferred: the edges an encode-decode round trip runs through."""
     out = []
@@ -201,11 +200,11 @@ class ReconError(Metric):
     doc = "held-out reconstruction error: mean squared error per element between x and the decoder's mean given the q-trace's code (lower is better)"
     higher_is_better = False
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         return bool(recon_edges(model.program.graph)) and bool(model.dataset.test)
 
     @torch.no_grad()
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         edges = recon_edges(model.program.graph)
         test = model.observed_batch(model.dataset.test)
         n = len(next(iter(test.values())))
@@ -213,7 +212,7 @@ class ReconError(Metric):
         no_mean: set[str] = set()  # conditionals without a mean: no error to report
         for start in range(0, n, 1000):
             batch = {k: v[start : start + 1000] for k, v in test.items()}
-            ctx = StepContext(model, batch, len(next(iter(batch.values()))))
+            ctx = model.context(batch, len(next(iter(batch.values()))))
             for e in edges:
                 assert e.child is not None
                 try:

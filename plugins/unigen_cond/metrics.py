@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from unigen.api.contexts import GraphView, ModelView
 from unigen.api.kinds import Metric
-from unigen.graph.model import ModelGraph
-from unigen.train.model import Model
 
 
-def label_parents(graph: ModelGraph, var: str) -> list[str]:
+def label_parents(graph: GraphView, var: str) -> list[str]:
     """Parents of `var`'s generative edge that the p-trace reads from the data and that are
     vectors [K] (one-hot labels)."""
     e = graph.into(var, "generative")
@@ -30,17 +29,17 @@ def nearest_labels(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor
 class CondAccuracy(Metric):
     doc = "conditional samples: accuracy of a 1-nearest-neighbour classifier (fit on the training split) on x generated for the test split's labels, and on the real test x for reference"
 
-    def _target(self, model: Model) -> tuple[str, str] | None:
+    def _target(self, model: ModelView) -> tuple[str, str] | None:
         var = model.sampled_variable()
         if var is None:
             return None
         labels = [y for y in label_parents(model.program.graph, var) if y in model.fields]
         return (var, labels[0]) if labels else None
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         return self._target(model) is not None and bool(model.dataset.test)
 
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         target = self._target(model)
         assert target is not None
         var, label = target

@@ -9,9 +9,8 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView
 from unigen.api.kinds import Bound, Metric, Options, Site, Term, TermError
-from unigen.graph.model import EdgeInfo, ModelGraph
-from unigen.train.model import Model
 
 _REF = re.compile(r"^\s*([pq])\.([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
@@ -69,7 +68,7 @@ class Consistency(Term):
         return Bound(loss, " + ".join(shown) + " (means over elements)", frozenset(tr for pair in pairs for tr, _ in pair), frozenset(reaches))
 
 
-def translations(graph: ModelGraph, paired: dict[str, str]) -> list[tuple[str, str, EdgeInfo]]:
+def translations(graph: GraphView, paired: dict[str, str]) -> list[tuple[str, str, EdgeInfo]]:
     """(source variable, target variable, edge) for each generative edge from one observed
     variable into a latent that an adversarial link judges against another observed variable
     whose data the dataset pairs row by row with the source's."""
@@ -91,12 +90,12 @@ class TranslationError(Metric):
     doc = "unpaired translation on the test split: mean absolute error per element between a translation network's output and the true translation the dataset pairs with it (`translation_mae`, lower is better), the fraction of outputs nearest to their own true translation among all of them (`translation_match`, chance 1/n), and the error of always answering the target domain's mean training image (`translation_mae_mean_image`, a reference)"
     higher_is_better = False
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         paired = model.dataset.info.get("paired")
         return isinstance(paired, dict) and bool(translations(model.program.graph, paired)) and bool(model.dataset.test)
 
     @torch.no_grad()
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         graph = model.program.graph
         test = model.dataset.test
         per: dict[tuple[str, str, str], float] = {}

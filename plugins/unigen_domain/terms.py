@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView, StepContext
 from unigen.api.kinds import Bound, Metric, Site, Term, TermError
-from unigen.graph.model import EdgeInfo, ModelGraph
-from unigen.train.model import Model, StepContext
 
 
 class Supervised(Term):
@@ -36,7 +35,7 @@ class Supervised(Term):
         return Bound(loss, f"-E_q[log q({y}|{','.join(e.parents)})], {y} from the data", frozenset("q"), frozenset(reaches))
 
 
-def label_edge(graph: ModelGraph, mapping: dict[str, str]) -> EdgeInfo | None:
+def label_edge(graph: GraphView, mapping: dict[str, str]) -> EdgeInfo | None:
     """The inference edge into an observed variable whose data field has a target-domain twin."""
     for e in graph.of_kind("inference"):
         assert e.child is not None
@@ -45,13 +44,13 @@ def label_edge(graph: ModelGraph, mapping: dict[str, str]) -> EdgeInfo | None:
     return None
 
 
-def _accuracy(model: Model, e: EdgeInfo, batch: dict[str, torch.Tensor]) -> float:
+def _accuracy(model: ModelView, e: EdgeInfo, batch: dict[str, torch.Tensor]) -> float:
     assert e.child is not None
     n = len(next(iter(batch.values())))
     right = 0
     for start in range(0, n, 1000):
         part = {k: v[start : start + 1000] for k, v in batch.items()}
-        ctx = StepContext(model, part, len(next(iter(part.values()))))
+        ctx = model.context(part, len(next(iter(part.values()))))
         scores = ctx.q.cond(e).mean
         right += int((scores.argmax(1) == part[e.child].argmax(1)).sum())
     return right / n
@@ -60,12 +59,12 @@ def _accuracy(model: Model, e: EdgeInfo, batch: dict[str, torch.Tensor]) -> floa
 class TargetAccuracy(Metric):
     doc = "domain shift: accuracy of the label's inference chain on the target domain's test split (its inputs swapped for the target's, scored against the target's hidden labels), and on the source's"
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         mapping = model.dataset.info.get("target")
         return isinstance(mapping, dict) and label_edge(model.program.graph, mapping) is not None and bool(model.dataset.test)
 
     @torch.no_grad()
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         mapping: dict[str, str] = model.dataset.info["target"]
         e = label_edge(model.program.graph, mapping)
         assert e is not None

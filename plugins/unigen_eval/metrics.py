@@ -6,15 +6,14 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from unigen.api.contexts import GraphView, ModelView
 from unigen.api.kinds import Metric, Options
-from unigen.graph.model import ModelGraph
-from unigen.train.model import Model
 
 from . import stats
 from .features import feature_classifier, labels_of
 
 
-def generate(model: Model, var: str, n: int, chunk: int = 1000) -> torch.Tensor:
+def generate(model: ModelView, var: str, n: int, chunk: int = 1000) -> torch.Tensor:
     """n samples of `var`; a conditional model draws them for the test split's rows in order
     (its labels), cycling through the split when n exceeds it."""
     test = model.dataset.test
@@ -31,7 +30,7 @@ def generate(model: Model, var: str, n: int, chunk: int = 1000) -> torch.Tensor:
     return torch.cat(out)
 
 
-def image_target(model: Model) -> tuple[str, str, int] | None:
+def image_target(model: ModelView) -> tuple[str, str, int] | None:
     """(variable, data field, classes) when the model generates labelled images."""
     info = model.dataset.info
     var = model.sampled_variable()
@@ -55,11 +54,11 @@ class SampleQuality(Metric):
     Options = QualityOptions
     during_training = False
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         return image_target(model) is not None
 
     @torch.no_grad()
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         o = self.options or QualityOptions()
         target = image_target(model)
         assert target is not None
@@ -93,7 +92,7 @@ class SampleQuality(Metric):
         return out
 
 
-def code_variable(graph: ModelGraph, var: str) -> str | None:
+def code_variable(graph: GraphView, var: str) -> str | None:
     """A categorical latent code c of `var`: a root with a categorical prior, a parent of the
     generative edge into `var`, read back by an inference edge `var -> c`."""
     gen = graph.into(var, "generative")
@@ -115,7 +114,7 @@ class CodeAccuracy(Metric):
     doc = "InfoGAN: accuracy of the categorical code as a classifier of the data's classes (labels, or the nearest mode of a 2-D mixture) under the best one-to-one matching of code values to classes (Hungarian)"
     during_training = False
 
-    def _target(self, model: Model) -> tuple[str, str] | None:
+    def _target(self, model: ModelView) -> tuple[str, str] | None:
         var = model.sampled_variable()
         if var is None or var not in model.fields:
             return None
@@ -127,10 +126,10 @@ class CodeAccuracy(Metric):
             return var, c
         return None
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         return self._target(model) is not None
 
-    def _labels(self, model: Model, x: torch.Tensor) -> torch.Tensor:
+    def _labels(self, model: ModelView, x: torch.Tensor) -> torch.Tensor:
         info = model.dataset.info
         if "modes" in info:
             return nearest_mode(x, info["modes"])
@@ -142,7 +141,7 @@ class CodeAccuracy(Metric):
         return net(x)[1].argmax(1)
 
     @torch.no_grad()
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         target = self._target(model)
         assert target is not None
         var, c = target

@@ -16,9 +16,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from unigen.api.contexts import EdgeInfo, StepContext
 from unigen.api.kinds import Bound, Options, Site, Term, TermError
-from unigen.graph.model import EdgeInfo
-from unigen.train.model import StepContext
 
 from .objectives import packed
 from .terms import _behind, _show, _side

@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from unigen.api.contexts import EdgeInfo, GraphView, StepContext
 from unigen.api.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
-from unigen.graph.model import EdgeInfo, ModelGraph
-from unigen.train.model import StepContext
 
 from .objectives import packed, r1_penalty
 
@@ -42,7 +41,7 @@ def _side(ctx: StepContext, refs: tuple[tuple[str, str], ...]) -> list[torch.Ten
     return [ctx.trace(t)[v] for t, v in refs]
 
 
-def _behind(graph: ModelGraph, refs: tuple[tuple[str, str], ...]) -> set[str]:
+def _behind(graph: GraphView, refs: tuple[tuple[str, str], ...]) -> set[str]:
     out: set[str] = set()
     for t, v in refs:
         out |= graph.nets_behind(v, t)
@@ -58,7 +57,7 @@ def _show(refs: tuple[tuple[str, str], ...]) -> str:
 Recon = tuple[tuple[str, "EdgeInfo | None"], ...]  # per fake item: (variable, generative edge or None: taken from the q-trace)
 
 
-def recon_plan(graph: ModelGraph, e: EdgeInfo) -> Recon:
+def recon_plan(graph: GraphView, e: EdgeInfo) -> Recon:
     """How each fake item of link `e` is reconstructed from the q-trace: a variable with a
     generative edge whose parents the q-trace supplies (one of them inferred) is regenerated
     by that edge; any other variable is the q-trace's own value (a label in a joint link)."""
@@ -95,7 +94,7 @@ def _recon_side(ctx: StepContext, plan: Recon) -> list[torch.Tensor]:
     return out
 
 
-def _recon_behind(graph: ModelGraph, plan: Recon) -> set[str]:
+def _recon_behind(graph: GraphView, plan: Recon) -> set[str]:
     out: set[str] = set()
     for v, gen in plan:
         if gen is None:

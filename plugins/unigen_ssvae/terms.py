@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView, StepContext
 from unigen.api.kinds import Bound, Metric, Site, Term, TermError
 from unigen.api.registry import Registry
-from unigen.graph.model import EdgeInfo, ModelGraph
 from unigen.train.data import observed_rows
-from unigen.train.model import Model, StepContext
 
 
-def check_label_edge(graph: ModelGraph, registry: Registry, e: EdgeInfo) -> str | None:
+def check_label_edge(graph: GraphView, registry: Registry, e: EdgeInfo) -> str | None:
     """What keeps `e` from being a classifier q(y | x) of observed variables (None: nothing)."""
     assert e.child is not None
     if not graph.variables[e.child].observed:
@@ -53,17 +52,17 @@ class LabelNLL(Term):
 class LabelAccuracy(Metric):
     doc = "test accuracy of a classifier q(y|x): the inference edge into an observed one-hot label from observed variables, scored by its most probable class"
 
-    def _edge(self, model: Model) -> EdgeInfo | None:
+    def _edge(self, model: ModelView) -> EdgeInfo | None:
         graph = model.program.graph
         for e in graph.of_kind("inference"):
             if e.child in model.fields and len(graph.shape(e.child)) == 1 and check_label_edge(graph, model.registry, e) is None and getattr(model.registry.get("distributions", e.dist or ""), "enumerable", False):
                 return e
         return None
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         return self._edge(model) is not None and bool(model.dataset.test)
 
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         e = self._edge(model)
         assert e is not None and e.child is not None
         test = model.observed_batch(model.dataset.test)

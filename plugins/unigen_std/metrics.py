@@ -6,8 +6,8 @@ import math
 
 import torch
 
+from unigen.api.contexts import ModelView
 from unigen.api.kinds import Metric
-from unigen.train.model import Model
 
 # E[r^2 | r < 3 sigma] / sigma^2 for a 2-D Gaussian (r^2 / 2 sigma^2 is exponential with mean 1):
 # 2 (1 - 5.5 e^-4.5) / (1 - e^-4.5), about 1.899.
@@ -36,10 +36,10 @@ def mode_stats(samples: torch.Tensor, modes: torch.Tensor, sigma: float) -> dict
 class ModeCoverage(Metric):
     doc = "modes captured, high-quality fraction, mode-histogram KL and the high-quality samples' spread against the data's, on a 2-D mixture"
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         return "modes" in model.dataset.info and model.sampled_variable() is not None
 
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         var = model.sampled_variable()
         assert var is not None
         x = model.generate(model.program.spec.train.eval_samples, var)

@@ -27,9 +27,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from unigen.api.contexts import EdgeInfo, StepContext
 from unigen.api.kinds import Bound, Options, Site, Term, TermError
-from unigen.graph.model import EdgeInfo
-from unigen.train.model import StepContext
 
 from .terms import negative_elbo, plan_elbo, plan_nets
 
@@ -67,7 +66,7 @@ class AAELBO(Term):
                 if normalize:
                     weight = weight / weight.mean().clamp(min=1e-12)
             samples = {v: p[v].detach() for v in observed}
-            inner = StepContext(ctx.model, samples, ctx.n)
+            inner = ctx.model.context(samples, ctx.n)
             rec, kl = negative_elbo(inner, plan, 1.0)
             nelbo = rec if kl is None else rec + kl
             if label_weight:

@@ -13,8 +13,8 @@ import math
 import torch
 from pydantic import Field
 
+from unigen.api.contexts import ModelView
 from unigen.api.kinds import Metric, Options, TermError
-from unigen.train.model import Model, StepContext
 
 from .terms import _Plan, plan_elbo
 
@@ -25,11 +25,11 @@ class IWAEOptions(Options):
     rows: int = Field(50_000, ge=1, description="rows evaluated at once (examples x samples), to bound memory")
 
 
-def log_weights(model: Model, plan: _Plan, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+def log_weights(model: ModelView, plan: _Plan, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
     """log p(x, z) - log q(z | x) for k draws of z per example: shape (k, n)."""
     n = len(next(iter(batch.values())))
     rep = {name: v.repeat(k, *([1] * (v.dim() - 1))) for name, v in batch.items()}  # rows ordered (sample, example)
-    q = StepContext(model, rep, n * k).q
+    q = model.context(rep, n * k).q
     logw = torch.zeros(n * k, device=model.device)
     for e in plan.recon:
         assert e.child is not None
@@ -48,7 +48,7 @@ class IWAEBound(Metric):
     during_training = False
     Options = IWAEOptions
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         try:
             plan_elbo(model.program.graph, model.registry)
         except TermError:
@@ -56,7 +56,7 @@ class IWAEBound(Metric):
         return bool(model.dataset.test)
 
     @torch.no_grad()
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         o = self.options or IWAEOptions()
         plan = plan_elbo(model.program.graph, model.registry)
         test = model.observed_batch(model.dataset.test)

@@ -15,11 +15,11 @@ import torch
 from pydantic import Field
 from torch.distributions import kl_divergence
 
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView, StepContext
 from unigen.api.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
 from unigen.api.registry import Registry
-from unigen.graph.model import EdgeInfo, ModelGraph
 from unigen.train.data import observed_rows
-from unigen.train.model import Model, StepContext, Trace
+from unigen.train.model import Trace
 
 
 class ELBOOptions(Options):
@@ -37,7 +37,7 @@ class _Plan:
     mask: str = ""  # the data field that marks the rows observing the partial variable
 
 
-def plan_elbo(graph: ModelGraph, registry: Registry) -> _Plan:
+def plan_elbo(graph: GraphView, registry: Registry) -> _Plan:
     spec = graph.spec
     recon, kls, priors = [], [], []
     partial = [v for v, var in spec.variables.items() if var.observed and var.mask]
@@ -79,7 +79,7 @@ def plan_elbo(graph: ModelGraph, registry: Registry) -> _Plan:
     return _Plan(tuple(recon), tuple(kls), tuple(priors), found, spec.variables[found[0]].mask or "" if found else "")
 
 
-def plan_nets(graph: ModelGraph, plan: _Plan) -> set[str]:
+def plan_nets(graph: GraphView, plan: _Plan) -> set[str]:
     """The trainable networks the bound depends on."""
     nets: set[str] = set()
     for e in plan.recon:
@@ -149,7 +149,7 @@ def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Ten
     values = {k: t for k, t in batch.items() if k in ctx.model.fields}
     expanded = {k: torch.cat([t[on], t[off].repeat_interleave(n_k, 0)]) for k, t in values.items()}
     expanded[y] = torch.cat([values[y][on], support[:, off].transpose(0, 1).reshape(n_off * n_k, *support.shape[2:]).to(values[y].dtype)])
-    inner = StepContext(ctx.model, expanded, n_on + n_off * n_k)
+    inner = ctx.model.context(expanded, n_on + n_off * n_k)
     rec_all, kl_all = _bound(inner.q, plan)
     log_p = _log_p_partial(inner.q, plan)
     weights = log_q[off].exp()  # (n_off, K)
@@ -199,21 +199,21 @@ class HeldOutELBO(Metric):
     doc = "negative ELBO on the test split, in nats per example (lower is better)"
     higher_is_better = False
 
-    def applies(self, model: Model) -> bool:
+    def applies(self, model: ModelView) -> bool:
         try:
             plan_elbo(model.program.graph, model.registry)
         except TermError:
             return False
         return bool(model.dataset.test)
 
-    def compute(self, model: Model) -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         plan = plan_elbo(model.program.graph, model.registry)
         test = model.observed_batch(model.dataset.test)
         n = len(next(iter(test.values())))
         rec_sum = kl_sum = 0.0
         for start in range(0, n, 1000):
             batch = {k: v[start : start + 1000] for k, v in test.items()}
-            ctx = StepContext(model, batch, len(next(iter(batch.values()))))
+            ctx = model.context(batch, len(next(iter(batch.values()))))
             rec, kl = negative_elbo(ctx, plan, 1.0)
             rec_sum += float(rec.detach().sum())
             kl_sum += float(kl.detach().sum()) if kl is not None else 0.0

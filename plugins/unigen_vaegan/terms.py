@@ -7,9 +7,8 @@ import torch
 from pydantic import Field
 from torch.distributions import kl_divergence
 
+from unigen.api.contexts import GraphView, StepContext
 from unigen.api.kinds import Bound, Options, Site, Term, TermError
-from unigen.graph.model import ModelGraph
-from unigen.train.model import StepContext
 
 
 def _sum_per_example(t: torch.Tensor) -> torch.Tensor:
@@ -57,7 +56,7 @@ class FeatureReconOptions(Options):
     layer: int = Field(1, ge=1, description="which hidden layer's activations (1 = the first)")
 
 
-def _inputs_of(graph: ModelGraph, net: str) -> list[tuple[int, ...]] | None:
+def _inputs_of(graph: GraphView, net: str) -> list[tuple[int, ...]] | None:
     for e in graph.edges:
         if e.net == net:
             return [graph.shape(v) for _, v in e.real] if e.kind == "adversarial" else [graph.shape(p) for p in e.parents]

@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from unigen.api.contexts import EdgeInfo, GraphView, StepContext
 from unigen.api.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
 from unigen.api.registry import Registry
-from unigen.graph.model import EdgeInfo, ModelGraph
-from unigen.train.model import StepContext, Trace
+from unigen.train.model import Trace
 
 
-def _check(graph: ModelGraph, registry: Registry, e: EdgeInfo, trace: str) -> None:
+def _check(graph: GraphView, registry: Registry, e: EdgeInfo, trace: str) -> None:
     assert e.child is not None
     if not registry.get("distributions", e.dist or "").has_density:
         raise TermError(

@@ -9,17 +9,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-if TYPE_CHECKING:
-    from unigen.api.registry import Registry
-    from unigen.errors import Diagnostic
-    from unigen.graph.model import EdgeInfo, ModelGraph
-    from unigen.train.model import Model, StepContext
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView, RegistryView, StepContext
+from unigen.errors import Diagnostic
 
 
 class Options(BaseModel):
@@ -40,17 +37,17 @@ class TermError(Exception):
 class Site:
     """Where a term is used: the graph, its target edge (if it takes one) and its options."""
 
-    graph: "ModelGraph"
-    edge: "EdgeInfo | None"
+    graph: GraphView
+    edge: EdgeInfo | None
     options: Any
-    registry: "Registry"
+    registry: RegistryView
 
 
 @dataclass(frozen=True)
 class Bound:
     """A term bound to a graph: a loss to minimise and what it touches."""
 
-    loss: Callable[["StepContext"], torch.Tensor]
+    loss: Callable[[StepContext], torch.Tensor]
     formula: str  # printed in the program, e.g. "-E_q[log p(x|z)] + KL(q(z|x) || p(z))"
     traces: frozenset[str] = frozenset()  # "p" and/or "q"
     reaches: frozenset[str] = frozenset()  # networks its gradient can reach
@@ -188,11 +185,11 @@ class Metric(ABC):
     Options: type[BaseModel] | None = None
     options: Any = None
 
-    def applies(self, model: "Model") -> bool:
+    def applies(self, model: ModelView) -> bool:
         return False
 
     @abstractmethod
-    def compute(self, model: "Model") -> dict[str, float]:
+    def compute(self, model: ModelView) -> dict[str, float]:
         """Metric name -> value, computed without gradients on the trained model."""
 
 
@@ -208,7 +205,7 @@ class Rule:
     code = ""
     doc = ""
 
-    def check(self, graph: "ModelGraph", registry: "Registry") -> Iterable["Diagnostic"]:
+    def check(self, graph: GraphView, registry: RegistryView) -> Iterable[Diagnostic]:
         return []
 
 

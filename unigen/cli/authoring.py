@@ -8,15 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from unigen.cli import common
 from unigen.errors import UnigenError
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _registry() -> Any:
-    from unigen.cli.commands import _registry
-
-    return _registry()
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
@@ -24,7 +19,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from unigen.graph.model import build_graph
     from unigen.tools.draw import draw
 
-    compiled = compile_file(args.spec, args.overrides, _registry())  # only a valid spec is drawn
+    compiled = compile_file(args.spec, args.overrides, common.registry())  # only a valid spec is drawn
     engine = draw(build_graph(compiled.program.spec), Path(args.output), args.engine)
     print(f"wrote {args.output} ({engine})")
     return 0
@@ -35,7 +30,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
     out = Path(args.output) if args.output else None
     name = args.name or (out.stem if out else None)
-    text = starter_spec(args.family, _registry(), name)
+    text = starter_spec(args.family, common.registry(), name)
     if out is None:
         print(text, end="")
         return 0

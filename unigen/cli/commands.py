@@ -9,24 +9,16 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from unigen.cli import common
 from unigen.errors import UnigenError
 
 EXIT_USAGE = 2
 
 
-def _registry():  # imported lazily so `unigen --help` stays fast
-    from unigen.api.registry import default_registry
-
-    reg = default_registry()
-    for d in reg.problems:
-        print(f"warning: {d}", file=sys.stderr)
-    return reg
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from unigen.compile.compiler import compile_file
 
-    compiled = compile_file(args.spec, args.overrides, _registry())
+    compiled = compile_file(args.spec, args.overrides, common.registry())
     p = compiled.program
     print(f"{args.spec}: ok — {len(p.spec.variables)} variables, {len(p.graph.edges)} edges, {len(p.spec.networks)} networks, {len(p.phases)} phases")
     return 0
@@ -35,7 +27,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from unigen.compile.compiler import compile_file
 
-    print(compile_file(args.spec, args.overrides, _registry()).program, end="")
+    print(compile_file(args.spec, args.overrides, common.registry()).program, end="")
     return 0
 
 
@@ -43,7 +35,7 @@ def cmd_show_config(args: argparse.Namespace) -> int:
     from unigen.compile.compiler import compile_file
     from unigen.runs.rundir import dump_yaml
 
-    print(dump_yaml(compile_file(args.spec, args.overrides, _registry()).resolved), end="")
+    print(dump_yaml(compile_file(args.spec, args.overrides, common.registry()).resolved), end="")
     return 0
 
 
@@ -51,10 +43,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         from unigen.runs.dryrun import dry_run
 
-        return dry_run(args.spec, args.overrides, _registry(), args.device, sys.stdout)
+        return dry_run(args.spec, args.overrides, common.registry(), args.device, sys.stdout)
     from unigen.runs.driver import train_run
 
-    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=_registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node, track=_tracks(args))
+    run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=common.registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node, track=_tracks(args))
     summary = json.loads((run / "summary.json").read_text())
     print(f"run written to {run}")
     for k, v in summary["metrics"].items():
@@ -69,7 +61,7 @@ def _tracks(args: argparse.Namespace) -> list[str]:
 def cmd_schema(args: argparse.Namespace) -> int:
     from unigen.spec.schema import spec_schema
 
-    text = json.dumps(spec_schema(_registry()), indent=2) + "\n"
+    text = json.dumps(spec_schema(common.registry()), indent=2) + "\n"
     if args.output:
         from pathlib import Path
 
@@ -83,7 +75,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from unigen.api.registry import KINDS
 
-    reg = _registry()
+    reg = common.registry()
     print("plugins:")
     for p in reg.plugins:
         status = "ok" if not p.error else f"FAILED: {p.error}"
@@ -109,7 +101,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from unigen.runs.evaluate import evaluate_run, format_table, to_json
 
-    result = evaluate_run(args.run, args.checkpoint, args.metric, args.option, _registry(), args.device)
+    result = evaluate_run(args.run, args.checkpoint, args.metric, args.option, common.registry(), args.device)
     print(to_json(result) if args.json else format_table(result))
     for text in result["errors"]:
         print(f"error: R005: {text}. Hint: fix or update the plugin that registers it, or leave it out with `--metric`.", file=sys.stderr)
@@ -119,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from unigen.tools.plots import sample_run
 
-    print(f"wrote {sample_run(args.run, args.n, args.output, args.seed, args.checkpoint, args.traverse, args.interpolate, _registry(), args.device)}")
+    print(f"wrote {sample_run(args.run, args.n, args.output, args.seed, args.checkpoint, args.traverse, args.interpolate, common.registry(), args.device)}")
     return 0
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from unigen.errors import Diagnostic, Path
+from unigen.api.contexts import EdgeInfo
+from unigen.errors import Diagnostic
 from unigen.spec.models import NAME, Edge, Spec, Variable
 
 if TYPE_CHECKING:
@@ -21,32 +22,6 @@ if TYPE_CHECKING:
 
 
 _ARROW = re.compile(r"^\s*\[?\s*([^\]>-]*?)\s*\]?\s*->\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
-
-
-@dataclass(frozen=True)
-class EdgeInfo:
-    """One edge of the spec, parsed: what terms and the runtime work from."""
-
-    name: str
-    kind: str  # generative | inference | adversarial
-    parents: tuple[str, ...]  # for adversarial: the judged variables
-    child: str | None  # None for adversarial
-    net: str
-    dist: str | None
-    objective: str | None
-    options: dict[str, Any]
-    index: int  # position in spec.edges
-    real: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged real
-    fake: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged fake
-    identify: str | None = None  # adversarial: categorical latent whose value the discriminator also tells
-
-    @property
-    def path(self) -> Path:
-        return ("edges", self.index)
-
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return self.parents + ((self.child,) if self.child else ())
 
 
 @dataclass

@@ -53,7 +53,7 @@ def train_run(
         if distributed.env_world() is not None:
             raise UnigenError.one("X004", "`--nproc-per-node` starts its own processes, but this one already runs under `torchrun` (RANK and WORLD_SIZE are set).", (), "leave `--nproc-per-node` out under torchrun (`torchrun --nproc-per-node N` sets it).")
         kwargs = dict(spec_path=spec_path, overrides=overrides, out=out, steps=steps, device=device, quiet=quiet, resume=resume, track=track)
-        return distributed.launch(nproc_per_node, kwargs)  # type: ignore[no-any-return]
+        return distributed.launch(nproc_per_node, train_run, kwargs)  # type: ignore[no-any-return]
     registry = registry or default_registry()
     user_overrides = list(overrides or [])
     overrides = list(user_overrides)

@@ -238,8 +238,8 @@ def check_in_step(world: World, nets: dict[str, nn.Module], step: int) -> None:
 
 
 # ------------------------------------------------------------------ launching
-def launch(nproc: int, kwargs: dict[str, Any]) -> Any:
-    """`train_run(**kwargs)` on `nproc` local processes (torch's elastic launcher, as
+def launch(nproc: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """`fn(**kwargs)` (a module-level function, such as the run driver's `train_run`) on `nproc` local processes (torch's elastic launcher, as
     `torchrun --standalone` does): rank 0's result, or the error a rank reported. A rank that
     fails exits non-zero, so the launcher stops the others rather than leave them waiting in a
     collective; its diagnostics come back through a file."""
@@ -263,7 +263,7 @@ def launch(nproc: int, kwargs: dict[str, Any]) -> Any:
     )
     with tempfile.TemporaryDirectory(prefix="unigen-ranks-") as tmp:
         try:
-            results = elastic_launch(config, _worker)(kwargs, tmp)
+            results = elastic_launch(config, _worker)(fn, kwargs, tmp)
         except ChildFailedError as exc:
             for path in sorted(Path(tmp).glob("rank_*.pkl")):
                 diags, code = pickle.loads(path.read_bytes())
@@ -275,14 +275,13 @@ def launch(nproc: int, kwargs: dict[str, Any]) -> Any:
     return results[0]
 
 
-def _worker(kwargs: dict[str, Any], errors: str) -> Any:
+def _worker(fn: Callable[..., Any], kwargs: dict[str, Any], errors: str) -> Any:
     import pickle
     from pathlib import Path
 
-    from unigen.runs.driver import train_run
 
     try:
-        return train_run(**kwargs)
+        return fn(**kwargs)
     except UnigenError as exc:
         rank = int(os.environ.get("RANK", "0"))
         rows = [(d.code, d.message, d.path, d.hint, d.file, d.line, d.col) for d in exc.diagnostics]

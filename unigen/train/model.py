@@ -68,6 +68,11 @@ class Model(nn.Module):
     def trace(self, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> "Trace":
         return Trace(self, side, batch, n)
 
+    def context(self, batch: dict[str, torch.Tensor] | None, n: int) -> "StepContext":
+        """A fresh step context over `batch` (n rows): how a metric, or a term that evaluates
+        another batch, computes terms outside a training step."""
+        return StepContext(self, batch, n)
+
     def observed_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The observed variables (and masks) of a split's fields, keyed as a batch is."""
         return {v: batch[f] for v, f in self.batch_fields.items() if f in batch}
