@@ -22,7 +22,6 @@ benchmarks/results/adversarial.md (or `--out`).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
 import tempfile
@@ -68,14 +67,13 @@ def one_run(job: tuple[str, str, tuple[str, ...], int, int | None]) -> tuple[dic
     import torch
 
     torch.set_num_threads(1)
-    from unigen.api.registry import default_registry
-    from unigen.runs.driver import train_run
+    import unigen
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = train_run(ROOT / "specs" / f"{spec}.yaml", [*overrides, f"train.seed={seed}"], out=f"{tmp}/run", steps=steps, registry=default_registry(), quiet=True)
+        run = unigen.train(ROOT / "specs" / f"{spec}.yaml", [*overrides, f"train.seed={seed}"], out=f"{tmp}/run", steps=steps)
         seconds = time.perf_counter() - start
-        return json.loads((run / "summary.json").read_text())["metrics"], seconds
+        return run.summary["metrics"], seconds
 
 
 def cell(values: list[float]) -> str:

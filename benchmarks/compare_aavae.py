@@ -14,7 +14,6 @@ process with --threads torch threads (same results as one at a time: each run is
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
 import tempfile
@@ -24,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from unigen.api.registry import default_registry
-from unigen.runs.driver import train_run
+import unigen
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ("vae-digits", "aa-vae-digits")
@@ -36,9 +34,9 @@ def run(name: str, seed: int, overrides: list[str], threads: int) -> tuple[str, 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        out = train_run(ROOT / "specs" / f"{name}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run", registry=default_registry(), quiet=True)
+        out = unigen.train(ROOT / "specs" / f"{name}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run")
         seconds = time.perf_counter() - start
-        return name, seed, json.loads((out / "summary.json").read_text())["metrics"], seconds
+        return name, seed, out.summary["metrics"], seconds
 
 
 def table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int]) -> str:

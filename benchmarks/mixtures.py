@@ -17,7 +17,6 @@ to benchmarks/results/mixtures.md with the command that made it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing as mp
 import os
@@ -83,14 +82,13 @@ def one(job: tuple[str, str, list[str], int, int | None, int]) -> tuple[str, str
     label, data, overrides, seed, steps, threads = job
     import torch
 
-    from unigen.api.registry import default_registry
-    from unigen.runs.driver import train_run
+    import unigen
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = train_run(ROOT / "specs" / f"{BASE.get(label, 'gan')}-{data}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run", steps=steps, device="cpu", registry=default_registry(), quiet=True)
-        metrics = json.loads((run / "summary.json").read_text())["metrics"]
+        run = unigen.train(ROOT / "specs" / f"{BASE.get(label, 'gan')}-{data}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run", steps=steps, device="cpu")
+        metrics = run.summary["metrics"]
     return label, data, seed, metrics, time.perf_counter() - start
 
 

@@ -35,9 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unigen.api.registry import default_registry
-from unigen.compile.compiler import compile_file
-from unigen.train.trainer import Trainer
+import unigen
+from unigen import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {"vae-digits": ROOT / "specs" / "vae-digits.yaml", "gan-ring": ROOT / "specs" / "gan-ring.yaml", "dcgan-digits": ROOT / "specs" / "dcgan-digits.yaml"}
@@ -178,9 +177,9 @@ PLAIN = {"vae-digits": plain_vae, "gan-ring": plain_gan, "dcgan-digits": plain_g
 
 def make_pair(name: str) -> tuple[Callable[[], None], Callable[[], None], Callable[[], list[float]], Callable[[], list[float]]]:
     """Both loops, from the same seed; the plain one starts from the Trainer's weights."""
-    registry = default_registry()
-    compiled = compile_file(SPECS[name], ["train.device=cpu", *OVERRIDES.get(name, [])], registry)
-    trainer = Trainer(compiled.program, registry)
+    registry = unigen.default_registry()
+    program = unigen.compile(SPECS[name], ["train.device=cpu", *OVERRIDES.get(name, [])], registry=registry)
+    trainer = Trainer(program, registry)
     step, plain_last = PLAIN[name](trainer)
 
     def unigen_last() -> list[float]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib.util
-import json
 import multiprocessing
 import os
 import platform
@@ -33,10 +32,7 @@ from pathlib import Path
 
 import torch
 
-from unigen.api.registry import default_registry
-from unigen.compile.compiler import compile_file
-from unigen.runs.driver import train_run
-from unigen.runs.evaluate import evaluate_run
+import unigen
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "suite.md"
@@ -76,15 +72,15 @@ def show(value: float | None) -> str:
 
 def run_spec(name: str, steps: int | None, seed: int, registry) -> tuple[dict[str, float], int, float, float]:
     path = ROOT / "specs" / f"{name}.yaml"
-    full = compile_file(path, registry=registry).program.spec.train.steps
+    full = unigen.compile(path, registry=registry).spec.train.steps
     n = min(full, steps) if steps else full
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = train_run(path, [f"train.seed={seed}"], out=f"{tmp}/run", steps=n, device="cpu", registry=registry, quiet=True)
+        run = unigen.train(path, [f"train.seed={seed}"], out=f"{tmp}/run", steps=n, device="cpu", registry=registry)
         trained = time.perf_counter() - start
-        metrics = dict(json.loads((run / "summary.json").read_text())["metrics"])
+        metrics = dict(run.summary["metrics"])
         start = time.perf_counter()
-        metrics.update(evaluate_run(run, registry=registry)["metrics"])
+        metrics.update(run.evaluate())
         evaluated = time.perf_counter() - start
     return metrics, n, trained, evaluated
 
@@ -92,7 +88,7 @@ def run_spec(name: str, steps: int | None, seed: int, registry) -> tuple[dict[st
 def _task(name: str, steps: int | None, seed: int, threads: int) -> tuple[dict[str, float], int, float, float]:
     """One run in a worker process (its own registry and thread count)."""
     torch.set_num_threads(threads)
-    return run_spec(name, steps, seed, default_registry())
+    return run_spec(name, steps, seed, unigen.default_registry())
 
 
 def run_all(names: list[str], seeds: list[int], steps: int | None, jobs: int, threads: int) -> dict[tuple[str, int], object]:

@@ -10,7 +10,6 @@ seed's value, the median, and the wall time. Results also go to benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -18,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from unigen.api.registry import default_registry
-from unigen.runs.driver import train_run
+import unigen
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = ("test_nelbo", "modes_captured", "hq_fraction", "hq_spread", "mode_kl", "recon_error", "test_accuracy", "cond_accuracy")
@@ -35,7 +33,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.specs or [p.stem for p in sorted((ROOT / "specs").glob("*.yaml"))]
-    registry = default_registry()
+    registry = unigen.default_registry()
     rows = []
     for name in names:
         per_seed: list[dict[str, float]] = []
@@ -43,9 +41,9 @@ def main() -> int:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                run = train_run(ROOT / "specs" / f"{name}.yaml", [f"train.seed={seed}"], out=f"{tmp}/run", registry=registry, quiet=True)
+                run = unigen.train(ROOT / "specs" / f"{name}.yaml", [f"train.seed={seed}"], out=f"{tmp}/run", registry=registry)
                 seconds.append(time.perf_counter() - start)
-                per_seed.append(json.loads((run / "summary.json").read_text())["metrics"])
+                per_seed.append(run.summary["metrics"])
             print(f"{name} seed {seed}: {per_seed[-1]} ({seconds[-1]:.0f} s)", flush=True)
         keys = [k for k in SHOWN if k in per_seed[0]] or list(per_seed[0])[:3]
         cells = []

@@ -38,9 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # noqa: E402  (the plain loops)
 
-from unigen.api.registry import default_registry
-from unigen.compile.compiler import compile_file
-from unigen.train.trainer import Trainer
+import unigen
+from unigen import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"  # throughput-<device>.md
@@ -74,8 +73,8 @@ def make(name: str, variant: str, device: str) -> tuple[Callable[[], None], Call
         if name in ("gan-ring", "dcgan-digits"):
             overrides.append("edges.1.options.r1=0")
             note = "r1=0 (torch.compile has no double backward)"
-    registry = default_registry()
-    program = compile_file(SPECS[name], overrides, registry).program
+    registry = unigen.default_registry()
+    program = unigen.compile(SPECS[name], overrides, registry=registry)
     trainer = Trainer(program, registry)
     with compiled_plain_nets() if variant == "compiled" else contextlib.nullcontext():
         plain, _ = overhead.PLAIN[name](trainer)

@@ -69,15 +69,14 @@ Commands (each adds its runs to vae_variants.json and rewrites this file from al
 def train_one(job: tuple[str, int, int, int, tuple[str, ...]]) -> tuple[str, int, dict[str, float], float]:
     name, seed, steps, threads, extra = job
     torch.set_num_threads(threads)
-    from unigen.api.registry import default_registry
-    from unigen.runs.driver import train_run
+    import unigen
 
     overrides = [*extra, f"train.seed={seed}"] + ([f"train.steps={steps}"] if steps else [])
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = train_run(ROOT / "specs" / f"{name}.yaml", overrides, out=f"{tmp}/run", registry=default_registry(), quiet=True, device="cpu")
+        run = unigen.train(ROOT / "specs" / f"{name}.yaml", overrides, out=f"{tmp}/run", device="cpu")
         seconds = time.perf_counter() - start
-        metrics = json.loads((run / "summary.json").read_text())["metrics"]
+        metrics = run.summary["metrics"]
     return name, seed, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, seconds
 
 
@@ -144,9 +143,9 @@ def main() -> int:
     def record(name: str, seed: int, metrics: dict[str, float], seconds: float) -> None:
         steps = args.steps or None
         if steps is None:
-            from unigen.compile.compiler import compile_file
+            import unigen
 
-            steps = compile_file(ROOT / "specs" / f"{name}.yaml").program.spec.train.steps
+            steps = unigen.compile(ROOT / "specs" / f"{name}.yaml").spec.train.steps
         key = f"{name}[{args.tag}]" if args.tag else name
         results.setdefault(key, {})[str(seed)] = {"metrics": metrics, "seconds": round(seconds, 1), "steps": steps, "torch": torch.__version__, "threads": args.threads, "jobs": args.jobs, "overrides": args.set}
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN if k in metrics)

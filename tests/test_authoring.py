@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 
-from unigen.api.registry import default_registry
+from unigen import hookimpl
+from unigen.api.kinds import Bound, Site, Term
+from unigen.api.registry import default_registry, load_registry
 from unigen.compile.compiler import compile_file
 from unigen.tools.starter import starter_spec
 
@@ -166,3 +170,44 @@ def test_dry_run_reports_a_failing_phase(cli, write_spec):
     path = write_spec(spec)
     code, out, err = cli("compile-and-train", path, "train.batch_size=16", "phases.discriminator.optim.lr=1e30", "edges.1.options.r1=0", "--dry-run")
     assert code == 1 and "R001" in err and "phase" in out
+
+
+class _Raising(Term):
+    """A term that fails inside the step, as a plugin's bug would."""
+
+    def bind(self, site: Site) -> Bound:
+        def loss(ctx: Any) -> torch.Tensor:
+            raise ValueError("plugin bug")
+
+        return Bound(loss, "raises", frozenset(), frozenset({"decoder", "encoder"}))
+
+
+class _Vector(Term):
+    """A term that returns a vector instead of one number."""
+
+    def bind(self, site: Site) -> Bound:
+        return Bound(lambda ctx: ctx.q["x"].sum(1), "a vector", frozenset("q"), frozenset({"decoder", "encoder"}))
+
+
+class _FailingTerms:
+    __name__ = "failing_terms"
+
+    @hookimpl
+    def unigen_register_terms(self, register: Any) -> None:
+        register("raising", _Raising())
+        register("vector", _Vector())
+
+
+@pytest.mark.parametrize("term, says", [("raising", "ValueError: plugin bug"), ("vector", "the term returned a tensor of shape [16]")])
+def test_dry_run_reports_a_failing_term_as_r004(cli, monkeypatch, term: str, says: str):
+    """A term that raises or returns a vector, in the second phase: R004 naming the phase and
+    the term, as training reports it (not a bare StopIteration from the copied runner)."""
+    import unigen.cli.common
+
+    reg = load_registry(extra=[_FailingTerms()])
+    monkeypatch.setattr(unigen.cli.common, "registry", lambda: reg)
+    overrides = ["train.batch_size=16", "phases=[{name: elbo, update: [encoder, decoder], terms: [elbo]}, {name: extra, update: [encoder, decoder], terms: [" + term + "]}]"]
+    code, out, err = cli("compile-and-train", ROOT / "specs" / "vae-digits.yaml", *overrides, "--dry-run")
+    assert code == 1, err
+    assert err.startswith("phases.1.terms.0: R004 ") and "phase `extra`, term `" + term + "` failed at step 1" in err and says in err, err
+    assert "Traceback" not in err and "StopIteration" not in err

@@ -299,3 +299,23 @@ def test_cuda_conv_networks_are_channels_last(registry):
     if not convs:
         pytest.skip("this spec has no convolutional network")
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+
+
+def test_torchrun_cli_two_processes_finish_with_one_run_directory(tmp_path: Path):
+    """`torchrun --standalone --nproc-per-node 2 -m unigen compile-and-train ...` on the CPU
+    (gloo): both ranks exit 0, rank 0 alone writes the run directory and reports it, and no
+    rank reads a file another one owns."""
+    import json
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "unigen", "compile-and-train", str(VAE), "--steps", "20", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("run written to") == 1  # rank 0 reports; rank 1 stays quiet
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # one run directory, nothing else
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["processes"] == 2 and summary["metrics"]
+    assert (run / "checkpoints" / "last").read_text().strip() == "step_00000020.pt"
+    assert [line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]] == ["20", "20"]

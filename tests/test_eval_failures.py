@@ -65,7 +65,7 @@ def test_failing_metric_keeps_the_run_and_exits_r005(tmp_path: Path, capsys):
 
 
 def test_failing_sample_drawing_keeps_the_run(tmp_path: Path, monkeypatch, registry, capsys):
-    import unigen.runs.driver as run_mod
+    import unigen.runs.loop as run_mod
 
     def broken(*args, **kwargs):
         raise OSError("disk full")

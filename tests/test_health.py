@@ -118,7 +118,7 @@ def test_health_streak_is_needed_and_each_kind_is_reported_once(tmp_path: Path, 
     path.write_text(GAN.read_text().replace("terms: [adversarial.g]", "terms: [adversarial.g, sick]"))
     program = compile_file(path, ["train.device=cpu", "train.batch_size=16", "networks.generator.hidden=[8]", "networks.discriminator.hidden=[8]"], registry=reg).program
     trainer = Trainer(program, reg)
-    trainer.diversity = lambda: None  # this test is about the streak of a term's warning
+    trainer.health.monitors = []  # this test is about the streak of a term's warning
     found = []
     for _ in range(2 * HEALTH_PATIENCE):  # sick every other call: never HEALTH_PATIENCE in a row
         trainer.step()
@@ -143,12 +143,14 @@ def test_health_streak_is_needed_and_each_kind_is_reported_once(tmp_path: Path, 
 def test_health_diversity_of_a_collapsed_generator(tmp_path: Path, reg):
     program = compile_file(constant_gan(tmp_path), ["train.device=cpu", "train.batch_size=16", "networks.discriminator.hidden=[8]"], registry=reg).program
     trainer = Trainer(program, reg)
-    text = trainer.diversity()
-    assert text is not None and "generated samples of `x` have lost their diversity" in text and "std across a batch of 256 is 0" in text
+    [monitor] = trainer.health.monitors  # the generator side's term watches the samples' spread
+    found = trainer.health.run_monitor(monitor)
+    assert found is not None and found[0] == "diversity/x"
+    assert "generated samples of `x` have lost their diversity" in found[1] and "std across a batch of 256 is 0" in found[1]
     healthy = Trainer(compile_file(GAN, ["train.device=cpu", "networks.generator.hidden=[8]"], registry=reg).program, reg)
-    assert healthy.diversity() is None
+    assert healthy.health.run_monitor(healthy.health.monitors[0]) is None
     before = torch.random.get_rng_state()
-    healthy.diversity()
+    healthy.health.run_monitor(healthy.health.monitors[0])
     assert torch.equal(before, torch.random.get_rng_state())  # the check draws its own noise
 
 

@@ -156,7 +156,7 @@ def test_yaml_empty_file_is_y003(cli, write_spec, text):
     code, _, err = cli("validate", path)
     assert_clean_failure(code, err)
     assert f"{path}:1:1: Y003 the spec file is empty" in err
-    assert "`family: vae`" in err
+    assert "`family: <name>`" in err and "`unigen plugins` lists them" in err
     assert "unigen new" not in err  # no such command
 
 

@@ -1,4 +1,4 @@
-"""MAD-GAN (`identify: c` on an adversarial link, `multi_mlp` generators): the compiled D-loss
+"""MAD-GAN (`options: {identify: c}` on an adversarial link, `multi_mlp` generators): the compiled D-loss
 and G-loss, and their gradients, equal the (1 + k)-class cross-entropies written out by hand on
 a fixed batch (float64); each generator computes only its own rows; the validator's messages;
 and a short training in which the discriminator learns to tell the generators apart."""
@@ -128,32 +128,37 @@ def one(diags, code):
     return found[0]
 
 
+IDENTIFY = ("edges", 1, "options", "identify")
+
+
 def test_identify_needs_a_categorical_root_behind_the_fake_side(registry):
-    d = one(errors(registry, ["edges.1.identify=z"]), "G017")
-    assert d.path == ("edges", 1, "identify") and "`z`" in d.message and "prior: categorical" in d.hint
-    d = one(errors(registry, ["edges.1.identify=cc"]), "G001")
-    assert "unknown variable `cc`" in d.message and "`c`" in d.hint
+    d = one(errors(registry, ["edges.1.options.identify=z"]), "G017")
+    assert d.path == IDENTIFY and "`z`" in d.message and "prior: categorical" in d.hint
+    d = one(errors(registry, ["edges.1.options.identify=cc"]), "G001")
+    assert d.path == IDENTIFY and "unknown variable `cc`" in d.message and "`c`" in d.hint
     # c drawn but not a parent of the generator: no fake sample has a value of c to tell
-    d = one(errors(registry, ["variables.k={prior: categorical, shape: [8]}", "edges.1.identify=k", "networks.generator.arch=mlp"]), "G017")
-    assert "p.x is not generated from `k`" in d.message and "k, z -> x" in d.hint
+    d = one(errors(registry, ["variables.k={prior: categorical, shape: [8]}", "edges.1.options.identify=k", "networks.generator.arch=mlp"]), "G017")
+    assert d.path == IDENTIFY and "p.x is not generated from `k`" in d.message and "k, z -> x" in d.hint
 
 
-@pytest.mark.parametrize(("override", "says"), [
-    ("edges.1.objective=hinge", "objective `hinge` does not use"),
-    ("edges.1.options.pack=2", "packs samples"),
-])
-def test_identify_refuses_what_cannot_tell_generators(registry, override, says):
-    d = one(errors(registry, [override]), "G014")
-    assert says in d.message and "remove" in d.hint
+def test_identify_refuses_what_cannot_tell_generators(registry):
+    d = one(errors(registry, ["edges.1.options.pack=2"]), "G014")
+    assert "packs samples" in d.message and "remove" in d.hint
+
+
+@pytest.mark.parametrize("objective", ["hinge", "least_squares", "wasserstein"])
+def test_identify_is_an_option_of_the_probability_objectives_only(registry, objective):
+    d = one(errors(registry, [f"edges.1.objective={objective}"]), "G016")
+    assert d.path == IDENTIFY and f"objective `{objective}` has no option `identify`" in d.message
 
 
 def test_identify_belongs_to_adversarial_edges(registry):
-    d = one(errors(registry, ["edges.0.identify=c"]), "S002")
-    assert "`identify` belongs to adversarial edges only" in d.message
+    d = one(errors(registry, ["edges.0.options={identify: c}"]), "G016")
+    assert d.path == ("edges", 0, "options", "identify") and "identify" in d.message
 
 
 def test_multi_mlp_needs_a_one_hot_first_parent(registry):
-    d = one(errors(registry, ["edges.0.generative=z -> x", "edges.1.identify=null"]), "G012")
+    d = one(errors(registry, ["edges.0.generative=z -> x", "edges.1.options={}"]), "G012")
     assert "one-hot first parent" in d.message
     d = one(errors(registry, ["networks.generator.batchnorm=true"]), "G016")  # each network sees only its rows: no batch norm
     assert d.path[:2] == ("networks", "generator") and "batchnorm" in d.message
@@ -192,7 +197,7 @@ def test_madgan_family_fills_in_generators_and_identification(registry, write_sp
     """)
     program = compile_file(spec, [], registry).program
     (link,) = program.graph.of_kind("adversarial")
-    assert link.identify == "c" and link.objective == "nonsaturating"
+    assert link.options == {"identify": "c"} and link.objective == "nonsaturating"
     assert program.spec.networks["generator"].arch == "multi_mlp"
     assert program.graph.shape("c") == (8,) and program.graph.into("x", "generative").parents == ("c", "z")
 

@@ -139,7 +139,7 @@ def test_nonfinite_every_step_is_checked(poisoned, reg, each_phase: bool):
     read once at its end. Both catch a NaN at the step it happens, whatever `log_every` is."""
     program = compile_file(poisoned("raise", at=[3]), [*SMALL, "train.log_every=1000"], reg).program
     trainer = Trainer(program, reg)
-    trainer.check_each_phase = each_phase
+    trainer.checks.each_phase = each_phase
     trainer.step()
     trainer.step()
     with pytest.raises(NonFiniteLoss) as info:
@@ -154,15 +154,15 @@ def test_nonfinite_flags_kept_on_the_device_are_read_where_a_good_state_is_taken
     the NaN of step 3 surfaces at step 4, still naming step 3, its phase and its term."""
     program = compile_file(poisoned("raise", at=[3]), [*SMALL, "train.log_every=4"], reg).program
     trainer = Trainer(program, reg)
-    trainer.check_each_phase, trainer.defer_checks = False, True
+    trainer.checks.each_phase, trainer.checks.deferred = False, True
     for _ in range(3):
         trainer.step()
-    assert trainer.step_count == 3 and len(trainer._pending) == 3
+    assert trainer.step_count == 3 and len(trainer.checks.pending) == 3
     with pytest.raises(NonFiniteLoss) as info:
         trainer.step()
     assert info.value.event["step"] == 3 and info.value.event["phase"] == "elbo"
     assert [label for label, _ in info.value.event["terms"]] == ["poison"]
-    assert trainer._pending == []
+    assert trainer.checks.pending == []
     trainer.check_pending()  # nothing left to read: no error
 
 

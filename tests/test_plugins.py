@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -144,3 +147,92 @@ def test_cli_plugins_lists_plugins_kinds_and_errors(cli, fake_entry_points, monk
     assert "broken" in out and "FAILED: ImportError: missing dependency" in out
     assert "elbo" in out and "[vae]" in out
     assert "ring2d" in out and "[std]" in out
+
+
+# ------------------------------------------------------------- unknown hooks (P005)
+
+VALID_HOOKS = [f"unigen_register_{kind}" for kind in registry_mod.KINDS]
+
+
+class Misspelt:
+    """A local plugin object whose `unigen_register_term` (for `..._terms`) matches no hookspec."""
+
+    __name__ = "misspelt"
+
+    @hookimpl
+    def unigen_register_term(self, register):
+        register("gamma_term", object())
+
+    @hookimpl
+    def unigen_register_distributions(self, register):
+        register("gamma", Gamma())
+
+
+def test_registry_misspelt_hook_in_extra_plugin_is_p005():
+    reg = load_registry(extra=[Misspelt()])
+    diags = [d for d in reg.problems if d.code == "P005"]
+    assert len(diags) == 1, reg.problems
+    diag = diags[0]
+    assert "plugin `misspelt` (<local>)" in diag.message and "unknown hook `unigen_register_term`" in diag.message
+    assert diag.hint.startswith("did you mean `unigen_register_terms`?")
+    assert all(f"`{h}`" in diag.hint for h in VALID_HOOKS)
+    assert sorted(registry_mod.hook_names()) == sorted(VALID_HOOKS)
+    info = next(p for p in reg.plugins if p.name == "misspelt")
+    assert info.error == "unknown hook `unigen_register_term`"
+    # The plugin counts as failed: none of its hooks is registered, the others load.
+    assert not reg.has("distributions", "gamma") and not reg.has("terms", "gamma_term")
+    assert reg.has("terms", "elbo") and reg.has("distributions", "normal")
+
+
+def test_registry_misspelt_hook_through_entry_point_names_the_distribution(fake_entry_points):
+    typo = plugin("typo", unigen_register_datasetz=hookimpl(lambda register: None), unigen_register_distributions=_register_gamma)
+    fake_entry_points(FakeEntryPoint("typo", "unigen-typo", typo), FakeEntryPoint("gammaplug", "unigen-gamma", plugin("gammaplug", unigen_register_distributions=_register_gamma)))
+    reg = load_registry()
+    diag = next(d for d in reg.problems if d.code == "P005")
+    assert "plugin `typo` (unigen-typo 1.0)" in diag.message and "`unigen_register_datasetz`" in diag.message
+    assert "did you mean `unigen_register_datasets`?" in diag.hint and "UNIGEN_BLOCK_PLUGINS=typo" in diag.hint
+    assert reg.entries["distributions"]["gamma"].plugin == "gammaplug"  # typo's copy was never registered
+    assert not any(d.code == "P002" for d in reg.problems)
+
+
+def test_registry_blocked_plugin_is_neither_imported_nor_registered(fake_entry_points, monkeypatch):
+    fake_entry_points(FakeEntryPoint("broken", "unigen-broken", ImportError("must not be imported")))
+    monkeypatch.setenv("UNIGEN_BLOCK_PLUGINS", " broken , gan")
+    reg = load_registry()
+    assert not any(p.name in ("broken", "gan") for p in reg.plugins)
+    assert not any(d.code == "P001" for d in reg.problems)
+    assert not reg.has("terms", "adversarial.d") and reg.has("terms", "elbo")
+
+
+def _misspelt_site(tmp_path):
+    """A distribution `unigen-misspelt` as an installer leaves it: a module and a
+    `*.dist-info` with its entry point, in a folder for PYTHONPATH."""
+    site = tmp_path / "site"
+    info = site / "unigen_misspelt-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: unigen-misspelt\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text("[unigen]\nmisspelt = unigen_misspelt\n")
+    (site / "unigen_misspelt.py").write_text(
+        "from unigen import hookimpl\n\n\n"
+        "@hookimpl\ndef unigen_register_term(register):\n    register('misspelt_term', object())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("UNIGEN_DISABLE_PLUGIN_AUTOLOAD", "UNIGEN_BLOCK_PLUGINS")}
+    env.update(PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep), OMP_NUM_THREADS="1")
+    return env
+
+
+def test_cli_plugins_misspelt_hook_of_an_installed_plugin_is_p005(tmp_path):
+    env = _misspelt_site(tmp_path)
+    strict = subprocess.run([sys.executable, "-m", "unigen", "plugins", "--strict"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert strict.returncode != 0, strict.stdout + strict.stderr
+    p005 = [line for line in strict.stderr.splitlines() if "P005" in line]
+    assert len(p005) == 1, strict.stderr
+    assert "plugin `misspelt` (unigen-misspelt 0.3)" in p005[0] and "unknown hook `unigen_register_term`" in p005[0]
+    assert "did you mean `unigen_register_terms`?" in p005[0]
+    assert "misspelt         unigen-misspelt 0.3  FAILED: unknown hook `unigen_register_term`" in strict.stdout
+    assert "misspelt_term" not in strict.stdout
+    lenient = subprocess.run([sys.executable, "-m", "unigen", "plugins"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "misspelt         unigen-misspelt 0.3  FAILED: unknown hook `unigen_register_term`" in lenient.stdout
+    assert "P005" in lenient.stderr
+    assert "elbo" in lenient.stdout and "[vae]" in lenient.stdout  # the other plugins still load

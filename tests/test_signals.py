@@ -66,10 +66,10 @@ def test_signal_checkpoints_exits_and_resumes(sig: signal.Signals, code: int, tm
 
 
 def test_signal_handler_sets_a_flag_then_stops_at_once_and_is_restored():
-    from unigen.runs.signals import _Stop
+    from unigen.runs.signals import StopSignals
 
     before = signal.getsignal(signal.SIGTERM)
-    with _Stop() as stop:
+    with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.01)  # the handler runs between bytecodes of the main thread
         assert stop.signum == signal.SIGTERM

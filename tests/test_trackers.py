@@ -56,8 +56,20 @@ def reg():
 
 def test_trackers_builtin_registered_through_the_hook(registry):
     entries = {e.name: e for e in registry.all("trackers")}
-    assert entries["csv"].plugin == "std" and entries["csv"].obj.always
     assert entries["tensorboard"].plugin == "std" and not entries["tensorboard"].obj.always
+    assert "csv" not in entries  # metrics.csv is the core's own file, not a tracker
+
+
+def test_trackers_metrics_csv_is_written_without_any_tracker(tmp_path, monkeypatch):
+    """With no tracker registered at all, the run still writes metrics.csv (and resumes it)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    bare = load_registry()
+    bare.entries["trackers"].clear()
+    run = train_run(SPEC, SHORT, out=str(tmp_path / "run"), steps=4, registry=bare, quiet=True)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 4, 4] and "discriminator/adversarial.d@adv_x" in rows[0]
+    again = train_run(SPEC, SHORT, out=str(run), steps=6, registry=bare, quiet=True, resume="auto")
+    assert [int(r["step"]) for r in csv.DictReader((again / "metrics.csv").open())] == [2, 4, 4, 6, 6]
 
 
 def test_trackers_plugin_tracker_sees_every_row_and_a_broken_one_is_switched_off(reg, tmp_path, capsys, monkeypatch):

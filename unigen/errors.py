@@ -40,12 +40,13 @@ CODES: dict[str, str] = {
     "G014": "term needs something the graph does not provide",
     "G015": "ambiguous or wrong term target",
     "G016": "bad options for a registered kind",
-    "G017": "`identify` names no categorical latent behind the fake side",
+    "G017": "the latent an adversarial link also tells apart is no categorical root behind the fake side",
     "G020": "bad mask of a partially observed variable",
     "P001": "plugin failed to load",
     "P002": "kind registered twice",
     "P003": "plugin built for another plugin-API version",
     "P004": "no plugins registered (unigen is not installed)",
+    "P005": "plugin implements a hook that no hookspec declares",
     "D001": "data cannot be loaded",
     "D010": "data file or folder missing",
     "D011": "malformed data file (IDX magic, sizes, labels)",
@@ -132,3 +133,18 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     if not options:
         return "nothing of this kind is registered."
     return "choose one of: " + ", ".join(f"`{o}`" for o in options) + "."
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message, stripped ("" where it has none); one longer
+    than `limit` characters is cut to `limit`, its last three characters "..."."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def exception_text(exc: BaseException, limit: int | None = None) -> str:
+    """`TypeName: first line of the message` (see `first_line`)."""
+    return f"{type(exc).__name__}: {first_line(exc, limit)}"

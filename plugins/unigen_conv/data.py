@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 from pydantic import Field
+from unigen_std.pictures import ImageSamples
 
-from unigen.api.kinds import Dataset, DatasetKind, Options
+from unigen.api.kinds import Dataset, Options
 from unigen.errors import UnigenError
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
@@ -71,7 +72,7 @@ def read_idx(folder: Path, stem: str, magic: int) -> tuple[Path, torch.Tensor]:
     return f, torch.frombuffer(bytearray(data[head:]), dtype=torch.uint8).view(*shape)
 
 
-class MNIST(DatasetKind):
+class MNIST(ImageSamples):
     Options = MNISTOptions
     doc = "MNIST or Fashion-MNIST from local IDX files (raw or gzipped): x in [0,1], y one-hot over 10 classes"
 
@@ -110,7 +111,7 @@ class FolderOptions(Options):
     split_seed: int = 0
 
 
-class ImageFolder(DatasetKind):
+class ImageFolder(ImageSamples):
     Options = FolderOptions
     doc = "images from local class subfolders (PNG via PIL), resized: x in [0,1] of shape [C, H, W], label the class index"
 

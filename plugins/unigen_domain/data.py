@@ -14,8 +14,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from unigen_std.pictures import ImageSamples
 
-from unigen.api.kinds import Dataset, DatasetKind, Options
+from unigen.api.kinds import Dataset, Options
 
 
 class ShiftOptions(Options):
@@ -38,7 +39,7 @@ def apply_shift(x: torch.Tensor, shift: str, gen: torch.Generator, level: float 
     return (img - level * texture).abs().reshape(len(x), 64)
 
 
-class DigitsShift(DatasetKind):
+class DigitsShift(ImageSamples):
     Options = ShiftOptions
     doc = "two domains from the 8x8 digits: source x, y and a shifted target xt (labels yt kept for scoring only); test rows of xt are the shifted test rows of x"
 

@@ -14,6 +14,7 @@ from unigen import hookimpl
 from . import objectives
 from .families import MADGANFamily, WGANFamily, WGANGPFamily
 from .improved import FeatureMatching, HistoricalAverage
+from .rules import IdentifyRule
 from .terms import AdversarialD, AdversarialG, GANFamily
 
 
@@ -29,6 +30,11 @@ def unigen_register_terms(register: Any) -> None:
 def unigen_register_objectives(register: Any) -> None:
     for name, obj in objectives.OBJECTIVES.items():
         register(name, obj)
+
+
+@hookimpl
+def unigen_register_rules(register: Any) -> None:
+    register("identify", IdentifyRule())
 
 
 @hookimpl

@@ -48,7 +48,7 @@ class MADGANFamily(Family):
             "networks": {"generator": {"arch": "multi_mlp", "hidden": [128, 128]}},
             "edges": [
                 {"generative": "c, z -> x", "net": "generator", "dist": "deterministic"},
-                {"adversarial": "x", "net": "discriminator", "objective": "nonsaturating", "identify": "c"},
+                {"adversarial": "x", "net": "discriminator", "objective": "nonsaturating", "options": {"identify": "c"}},
             ],
         }
         return GANFamily().complete(merge_defaults(defaults, doc))

@@ -20,7 +20,7 @@ from unigen.api.contexts import EdgeInfo, StepContext
 from unigen.api.kinds import Bound, Options, Site, Term, TermError
 
 from .objectives import packed
-from .terms import _behind, _show, _side
+from .terms import _behind, _show, _side, link_objective
 
 
 def features(net: torch.nn.Module, inputs: list[torch.Tensor], name: str) -> torch.Tensor:
@@ -37,9 +37,10 @@ class FeatureMatching(Term):
     def bind(self, site: Site) -> Bound:
         e: EdgeInfo = site.edge  # type: ignore[assignment]
         net = e.net
+        _, opts = link_objective(site, e)
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            d = packed(ctx.net(net), ctx.model.objectives[e.name][1])
+            d = packed(ctx.net(net), opts)
             real = features(d, [r.detach() for r in _side(ctx, e.real)], net).mean(0)
             fake = features(d, _side(ctx, e.fake), net).mean(0)
             return (real - fake).pow(2).sum()

@@ -3,6 +3,10 @@
 Every objective gives the discriminator's loss and the generator side's loss. The
 generator side also moves the real side when something trainable stands behind it (an
 encoder in ALI/BiGAN): there the labels are swapped for both sides.
+
+Options that change the discriminator's shape: `pack: m` (PacGAN, every objective) makes it
+judge m samples at once; `identify: c` (MAD-GAN, the objectives that read a probability of
+`real`) gives it 1 + k logits, `real` and one for each value of a categorical latent c.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from unigen.api.contexts import GraphView
 from unigen.api.kinds import Objective, Options
 
 
@@ -23,11 +28,41 @@ class ObjectiveOptions(Options):
 
 class LogLossOptions(ObjectiveOptions):
     real_label: float = Field(1.0, gt=0, le=1, description="one-sided label smoothing: the discriminator's target on the real side, e.g. 0.9 (Salimans et al. 2016); the fake side keeps 0")
+    identify: str | None = Field(None, description="MAD-GAN (Ghosh et al. 2018): a categorical latent c (shape [k]) behind the fake side; the discriminator gives 1 + k logits and also tells which value of c produced each fake sample (which generator)")
 
 
-class NonSaturating(Objective):
+def identified(options: Any) -> str | None:
+    """The latent a link's discriminator also tells (`identify: c`), or None."""
+    return getattr(options, "identify", None)
+
+
+class PackingObjective(Objective):
+    """An objective whose options may pack samples (`pack: m`): the discriminator judges m
+    samples of a side at once, stacked along their first axis."""
+
+    def network_shapes(self, inputs: list[tuple[int, ...]], options: Any, graph: GraphView) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+        m = getattr(options, "pack", 1)
+        return [(s[0] * m, *s[1:]) for s in inputs], (1,)
+
+
+class NonSaturating(PackingObjective):
     Options = LogLossOptions
     doc = "D: -log D(r) - log(1 - D(f)); G: -log D(f) (Goodfellow et al. 2014, the practical form)"
+
+    def network_shapes(self, inputs: list[tuple[int, ...]], options: Any, graph: GraphView) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+        inputs, output = super().network_shapes(inputs, options, graph)
+        # `identify: c`: one logit for `real` and one for each value of c.
+        c = identified(options)
+        shape = graph.shape(c) if c is not None and c in graph.variables else ()
+        return inputs, ((1 + shape[0],) if len(shape) == 1 else output)
+
+    def note(self, options: Any) -> str:
+        c = identified(options)
+        return f"also tells which `{c}` made each fake" if c else ""
+
+    def shown_options(self, options: Any) -> Any:
+        # `identify` is said in words by `note`.
+        return options.model_copy(update={"identify": None}) if identified(options) else options
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor, options: Any) -> torch.Tensor:
         a = getattr(options, "real_label", 1.0)
@@ -47,7 +82,7 @@ class Minimax(NonSaturating):
         return loss if real is None else loss - F.softplus(-real).mean()
 
 
-class Hinge(Objective):
+class Hinge(PackingObjective):
     Options = ObjectiveOptions
     doc = "D: relu(1 - D(r)) + relu(1 + D(f)); G: -D(f) (geometric GAN / SAGAN)"
 
@@ -59,7 +94,7 @@ class Hinge(Objective):
         return loss if real is None else loss + real.mean()
 
 
-class LeastSquares(Objective):
+class LeastSquares(PackingObjective):
     Options = ObjectiveOptions
     doc = "D: (D(r) - 1)^2/2 + D(f)^2/2; G: (D(f) - 1)^2/2 (LSGAN, Mao et al. 2017)"
 
@@ -75,7 +110,7 @@ class WassersteinOptions(ObjectiveOptions):
     clip: float | None = Field(0.01, gt=0, description="weight clipping: every parameter of the critic is kept in [-clip, clip] (Arjovsky et al. 2017); null: no clipping")
 
 
-class Wasserstein(Objective):
+class Wasserstein(PackingObjective):
     Options = WassersteinOptions
     doc = "critic: D(f) - D(r) (Wasserstein-1 estimate, critic kept Lipschitz by weight clipping); G: -D(f) (WGAN, Arjovsky et al. 2017)"
     d_loss_min = None  # unbounded below: a critic loss says nothing about collapse

@@ -10,7 +10,8 @@ Options of the terms (`{term: adversarial.g, options: {...}}`):
   variables regenerated from the q-trace (x~ = decoder(q.z)), as in VAE/GAN (Larsen et al.
   2016). Each loss is the mean of its value on the generated and on the reconstructed fakes.
 
-A link with `identify: c` (MAD-GAN, Ghosh et al. 2018) has a discriminator with 1 + k logits:
+A link with `options: {identify: c}` (MAD-GAN, Ghosh et al. 2018; an option of the objectives
+`nonsaturating` and `minimax`) has a discriminator with 1 + k logits:
 class 0 is `real`, class 1 + i is `made with c = i` (generator i). Its cross-entropy splits
 exactly into the two-class loss on the log-odds of `real`, s = logit_0 - logsumexp(logit_1..k)
 (D(real) = sigmoid(s)), plus the cross-entropy of telling the generators apart on the fake side:
@@ -32,9 +33,17 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unigen.api.contexts import EdgeInfo, GraphView, StepContext
-from unigen.api.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
+from unigen.api.kinds import Bound, Family, Objective, Options, Site, Term, TermError, merge_defaults
 
-from .objectives import packed, r1_penalty
+from .health import sample_diversity
+from .objectives import identified, packed, r1_penalty
+
+
+def link_objective(site: Site, e: EdgeInfo) -> tuple[Objective, Any]:
+    """The objective of adversarial link `e` and its validated options, read when a term binds."""
+    name = e.objective or ""
+    options, _ = site.registry.options("objectives", name, e.options, e.path + ("options",))
+    return site.registry.get("objectives", name), options
 
 
 def _side(ctx: StepContext, refs: tuple[tuple[str, str], ...]) -> list[torch.Tensor]:
@@ -143,28 +152,24 @@ def real_log_odds(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, :1] - torch.logsumexp(logits[:, 1:], dim=1, keepdim=True)
 
 
-def identify_check(site: Site, e: EdgeInfo, reconstructions: bool) -> str | None:
-    """The categorical latent a link identifies (`identify: c`), after checking the link's other
-    settings allow it; None when the link identifies nothing."""
-    if e.identify is None:
+def identify_check(e: EdgeInfo, options: Any, reconstructions: bool) -> str | None:
+    """The categorical latent a link identifies (`options: {identify: c}`), after checking the
+    link's other settings allow it; None when the link identifies nothing."""
+    c = identified(options)
+    if c is None:
         return None
-    objective = site.registry.get("objectives", e.objective or "") if site.registry.has("objectives", e.objective or "") else None
-    if _log_ratio(objective, e.objective or "") is None:
+    pack = getattr(options, "pack", 1)
+    if pack != 1:
         raise TermError(
-            f"link `{e.name}` identifies `{e.identify}` (MAD-GAN): its discriminator's 1 + k classes are read through a softmax, which objective `{e.objective}` does not use.",
-            "use `objective: nonsaturating` (or `minimax`) on the link, or remove `identify`.",
-        )
-    if e.options.get("pack", 1) != 1:
-        raise TermError(
-            f"link `{e.name}` identifies `{e.identify}` and packs samples (`pack: {e.options.get('pack')}`): a pack mixes samples of several generators, so it has no single one to tell.",
+            f"link `{e.name}` identifies `{c}` and packs samples (`pack: {pack}`): a pack mixes samples of several generators, so it has no single one to tell.",
             "remove `pack` or `identify`.",
         )
     if reconstructions:
         raise TermError(
-            f"link `{e.name}` identifies `{e.identify}` and also judges reconstructions, which no value of `{e.identify}` produced.",
+            f"link `{e.name}` identifies `{c}` and also judges reconstructions, which no value of `{c}` produced.",
             "remove `reconstructions` or `identify`.",
         )
-    return e.identify
+    return c
 
 
 class AdvDOptions(Options):
@@ -184,10 +189,10 @@ class AdversarialD(Term):
         e: EdgeInfo = site.edge  # type: ignore[assignment]
         net = e.net
         recon = recon_plan(site.graph, e) if site.options is not None and site.options.reconstructions else None
-        ident = identify_check(site, e, recon is not None)
+        objective, opts = link_objective(site, e)
+        ident = identify_check(e, opts, recon is not None)
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            objective, opts = ctx.model.objectives[e.name]
             objective.prepare(ctx.net(net), opts)
             d = packed(ctx.net(net), opts)
             real = _side(ctx, e.real)
@@ -268,10 +273,10 @@ class AdversarialG(Term):
         o = site.options if site.options is not None else AdvGOptions()
         real_moves = bool(_behind(site.graph, e.real))
         recon = recon_plan(site.graph, e) if o.reconstructions else None
-        ident = identify_check(site, e, recon is not None)
+        objective, opts = link_objective(site, e)
+        ident = identify_check(e, opts, recon is not None)
         log_ratio = None
         if o.importance_weighted:
-            objective = site.registry.get("objectives", e.objective or "") if site.registry.has("objectives", e.objective or "") else None
             log_ratio = _log_ratio(objective, e.objective or "")
             if log_ratio is None:
                 raise TermError(
@@ -280,7 +285,6 @@ class AdversarialG(Term):
                 )
 
         def g_side(ctx: StepContext, d: torch.nn.Module, fake_values: list[torch.Tensor], real_values: list[torch.Tensor] | None) -> torch.Tensor:
-            objective, opts = ctx.model.objectives[e.name]
             fake = d(*fake_values)
             real = d(*real_values) if real_values is not None else None
             if ident is not None:
@@ -296,7 +300,6 @@ class AdversarialG(Term):
             return loss
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            objective, opts = ctx.model.objectives[e.name]
             objective.prepare(ctx.net(net), opts)
             d = packed(ctx.net(net), opts)
             real_values = _side(ctx, e.real) if real_moves else None
@@ -310,7 +313,7 @@ class AdversarialG(Term):
         sides = f"fake ({_show(e.fake)})" + (f" and reconstructions ({_show_recon(recon)}), averaged" if recon else "") + (f" and real ({_show(e.real)}) with labels swapped" if real_moves else "")
         weighted = ", each sample weighted by w = D/(1-D) normalised over the batch (detached)" if log_ratio is not None else ""
         told = " on the log-odds of real among 1 + k classes" if ident else ""
-        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}{weighted}{told}", traces, frozenset(reaches))
+        return Bound(loss, f"{e.objective} G-loss through {net}: {sides}{weighted}{told}", traces, frozenset(reaches), monitor=sample_diversity)
 
 
 class GANFamily(Family):

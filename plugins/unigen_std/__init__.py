@@ -45,5 +45,4 @@ def unigen_register_metrics(register: Any) -> None:
 
 @hookimpl
 def unigen_register_trackers(register: Any) -> None:
-    register("csv", trackers.CSVTracker)
     register("tensorboard", trackers.TensorBoardTracker)

@@ -14,7 +14,9 @@ import math
 import torch
 from pydantic import Field
 
-from unigen.api.kinds import Dataset, DatasetKind, Options
+from unigen.api.kinds import Dataset, Options
+
+from .pictures import ImageSamples, MixtureSamples
 
 
 class DigitsOptions(Options):
@@ -26,7 +28,7 @@ class DigitsOptions(Options):
     label_seed: int = Field(0, description="seed of the choice of the labelled rows (not the training seed)")
 
 
-class Digits(DatasetKind):
+class Digits(ImageSamples):
     Options = DigitsOptions
     doc = "scikit-learn's bundled 8x8 digits: x in [0,1] (or binary), y one-hot over 10 classes"
 
@@ -91,7 +93,7 @@ def mixture(modes: torch.Tensor, sigma: float, o: MixtureOptions) -> Dataset:
     return Dataset({"x": draw(o.n_train)}, {"x": draw(o.n_test)}, {"modes": modes, "sigma": sigma})
 
 
-class Ring2D(DatasetKind):
+class Ring2D(MixtureSamples):
     Options = MixtureOptions
     doc = "8 Gaussians at angles 2*pi*k/8 on the unit circle, sigma 0.01 (VEEGAN protocol)"
 
@@ -104,7 +106,7 @@ class Ring2D(DatasetKind):
         return mixture(modes, o.sigma or 0.01, o)
 
 
-class Grid2D(DatasetKind):
+class Grid2D(MixtureSamples):
     Options = MixtureOptions
     doc = "25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05 (VEEGAN protocol)"
 

@@ -1,4 +1,4 @@
-"""The built-in trackers: metrics.csv (every run) and TensorBoard (`--tensorboard`)."""
+"""The built-in tracker: TensorBoard (`--tensorboard`). metrics.csv is the core's own file."""
 
 from __future__ import annotations
 
@@ -6,29 +6,7 @@ import importlib.util
 import numbers
 from typing import Any
 
-from unigen.runs.metrics_log import MetricsLog
 from unigen.runs.trackers import RunStart, Tracker
-
-
-class CSVTracker(Tracker):
-    doc = "metrics.csv in the run directory: one row per logged step; new columns widen the file"
-    always = True
-    critical = True
-
-    def __init__(self) -> None:
-        self.log: MetricsLog | None = None
-
-    def on_start(self, start: RunStart) -> None:
-        path = start.run / "metrics.csv"
-        # A resumed run keeps the rows up to its checkpoint; later ones are replayed.
-        self.log = MetricsLog.resume(path, start.first_step) if start.resumed else MetricsLog(path)
-
-    def last_time(self) -> float:
-        return self.log.last_time() if self.log is not None else 0.0
-
-    def on_metrics(self, step: int, row: dict[str, Any]) -> None:
-        assert self.log is not None, "on_start comes first"
-        self.log.add(row)
 
 
 class TensorBoardTracker(Tracker):

@@ -8,6 +8,7 @@ where L(x, y) is the bound of the row with y observed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +93,15 @@ def plan_nets(graph: GraphView, plan: _Plan) -> set[str]:
     return nets
 
 
-def _kl(q: torch.distributions.Distribution, p: torch.distributions.Distribution, value: torch.Tensor) -> torch.Tensor:
+def kl_to_prior(q: torch.distributions.Distribution, p: torch.distributions.Distribution, value: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
+    """KL(q || p) per row: in closed form where torch knows it, else the single-sample Monte
+    Carlo estimate log q(z) - log p(z) at `value`, a sample of q (or a function giving one, called
+    only then, so that a trace samples z only where the estimate needs it)."""
     try:
         return kl_divergence(q, p)
     except NotImplementedError:
-        return q.log_prob(value) - p.log_prob(value)  # single-sample Monte Carlo estimate
+        z = value if isinstance(value, torch.Tensor) else value()
+        return q.log_prob(z) - p.log_prob(z)
 
 
 def _bound(q: Trace, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -113,7 +118,7 @@ def _bound(q: Trace, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor | None]:
     kl: torch.Tensor | None = None
     for v, inf, gen in plan.kls:
         p = q.prior(v) if gen is None else q.cond(gen)
-        term = _kl(q.cond(inf), p, q[v])
+        term = kl_to_prior(q.cond(inf), p, q[v])
         kl = term if kl is None else kl + term
     return rec, kl
 

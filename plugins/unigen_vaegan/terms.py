@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch.distributions import kl_divergence
+from unigen_vae.terms import kl_to_prior
 
 from unigen.api.contexts import GraphView, StepContext
 from unigen.api.kinds import Bound, Options, Site, Term, TermError
@@ -37,12 +37,7 @@ class KL(Term):
             q = ctx.q
             post = q.cond(e)
             prior = q.prior(z) if gen is None else q.cond(gen)
-            try:
-                kl = kl_divergence(post, prior)
-            except NotImplementedError:
-                value = q[z]
-                kl = post.log_prob(value) - prior.log_prob(value)
-            return kl.mean()
+            return kl_to_prior(post, prior, lambda: q[z]).mean()
 
         reaches = graph.nets_of(e) | (graph.nets_of(gen) if gen is not None else set())
         for p in e.parents:

@@ -36,7 +36,6 @@ class EdgeInfo:
     index: int  # position in spec.edges
     real: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged real
     fake: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged fake
-    identify: str | None = None  # adversarial: categorical latent whose value the discriminator also tells
 
     @property
     def path(self) -> Path:

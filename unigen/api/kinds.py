@@ -55,6 +55,10 @@ class Bound:
     # a warning (what is wrong; what was expected. Hint: ...) or None. The trainer reports a
     # warning once it has been returned at several logged steps in a row.
     health: Callable[[torch.Tensor], str | None] | None = None
+    # Training health of the model the term trains: given the model (in evaluation mode, without
+    # gradients, in a random stream of its own) at a logged step, a (symptom key, warning) or
+    # None; reported as `health` is (symptoms of several terms under one key count once).
+    monitor: Callable[[ModelView], tuple[str, str] | None] | None = None
 
 
 class Term(ABC):
@@ -139,6 +143,8 @@ class Dataset:
 class DatasetKind(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
+    # How many samples a picture drawn during training shows (`samples/step_*.png`).
+    picture_samples = 64
 
     @abstractmethod
     def fields(self, options: Any) -> dict[str, tuple[int, ...]]:
@@ -147,6 +153,33 @@ class DatasetKind(ABC):
     @abstractmethod
     def load(self, options: Any) -> Dataset:
         """The train and test tensors, from embedded data or local files only."""
+
+    def draw_samples(self, ax: Any, samples: torch.Tensor, info: dict[str, Any], rows: int, cols: int, row_labels: list[str] | None = None, paths: bool = False) -> None:
+        """Draw generated samples on the matplotlib axes `ax` (it may resize the figure).
+
+        `samples` holds `rows * cols` values in row order, a row sharing one setting (a class,
+        one draw of the fixed latents); `row_labels` names the rows, and `paths` says that each
+        row is a path through the latent space, drawn in order. `info` is the loaded dataset's.
+        By default: the first two coordinates as points (a single one on a line), one colour a
+        row when the rows are named or are paths."""
+        pts = samples.detach().float().cpu().reshape(len(samples), -1)[:, :2]
+        if pts.shape[1] < 2:
+            pts = torch.cat([pts, torch.zeros(len(pts), 2 - pts.shape[1])], 1)
+        if paths or row_labels:
+            for r in range(rows):
+                seg = pts[r * cols : (r + 1) * cols].numpy()
+                label = row_labels[r] if row_labels and r < 10 else None
+                ax.plot(seg[:, 0], seg[:, 1], "-o" if paths else "o", ms=3, lw=0.8, color=f"C{r % 10}", label=label)
+        else:
+            ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), s=3, alpha=0.5, color="tab:blue", label="samples", zorder=2)
+        span = float(pts.abs().max()) * 1.1 + 0.1 if len(pts) else 1.0
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+        ax.set_aspect("equal")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 class Objective(ABC):
@@ -172,6 +205,25 @@ class Objective(ABC):
         """A term added to the D-loss that needs the network and the inputs of both sides (e.g.
         WGAN-GP's gradient penalty), or None."""
         return None
+
+    def network_shapes(self, inputs: list[tuple[int, ...]], options: Any, graph: GraphView) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+        """The discriminator's input shapes and output shape, given the judged variables' shapes.
+
+        By default it takes the variables as they are and gives one logit; an objective may
+        judge several samples at once (larger inputs) or give more logits than one."""
+        return list(inputs), (1,)
+
+    def note(self, options: Any) -> str:
+        """What the discriminator does beyond telling real from fake; "" for nothing.
+
+        The printed program adds it to the link's line, and `unigen draw` to the link's label."""
+        return ""
+
+    def shown_options(self, options: Any) -> Any:
+        """The options the printed program shows in the objective's call (those not at defaults).
+
+        All of them by default; one that `note` puts in words may be left out."""
+        return options
 
 
 class Metric(ABC):

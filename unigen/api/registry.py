@@ -132,6 +132,12 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def hook_names(pm: pluggy.PluginManager | None = None) -> list[str]:
+    """The hooks a plugin may implement: those `unigen.api.hookspecs` specifies."""
+    pm = pm or plugin_manager()
+    return sorted(name for name, caller in vars(pm.hook).items() if not name.startswith("_") and caller.has_spec())
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
 
@@ -140,57 +146,119 @@ def load_registry(extra: Iterable[ModuleType | object] = (), autoload: bool | No
     """Load the installed plugins (and `extra` plugin objects), isolated from each other.
 
     `UNIGEN_DISABLE_PLUGIN_AUTOLOAD=1` keeps only unigen's own built-in plugins;
-    `UNIGEN_BLOCK_PLUGINS=a,b` skips the named entry points.
+    `UNIGEN_BLOCK_PLUGINS=a,b` blocks the named plugins in the plugin manager, so they are
+    neither imported nor registered.
     """
     if autoload is None:
         autoload = os.environ.get("UNIGEN_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
-    blocked = {b.strip() for b in os.environ.get("UNIGEN_BLOCK_PLUGINS", "").split(",") if b.strip()}
     pm = plugin_manager()
+    for name in os.environ.get("UNIGEN_BLOCK_PLUGINS", "").split(","):
+        if name.strip():
+            pm.set_blocked(name.strip())
     reg = Registry()
-    loaded: list[tuple[object, str, str]] = []
+    dist_of: dict[str, str] = {}
+    # The entry points are loaded here rather than by `pm.load_setuptools_entrypoints(GROUP)`,
+    # which imports and registers them all in one loop: the first plugin that fails to import
+    # would stop every plugin after it (no per-plugin isolation, P001), a plugin built for
+    # another plugin API would be registered before it could be refused (P003), it cannot keep
+    # only unigen's own distribution (UNIGEN_DISABLE_PLUGIN_AUTOLOAD) and it never calls
+    # `check_pending()`. Everything after the import is pluggy's: the block list
+    # (`set_blocked`/`is_blocked`), `register`, `check_pending()` per plugin, and the hook calls.
     for ep in _entry_points():
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if ep.name in blocked or (not autoload and dist != "unigen"):
+        if pm.is_blocked(ep.name) or (not autoload and dist != "unigen"):
             continue
         try:
             module = ep.load()
-            api = getattr(module, "UNIGEN_PLUGIN_API", hookspecs.PLUGIN_API)
-            if api != hookspecs.PLUGIN_API:
-                raise _ApiMismatch(f"built for plugin API {api}, this unigen speaks {hookspecs.PLUGIN_API}")
-            pm.register(module, name=ep.name)
-        except _ApiMismatch as exc:
-            reg.plugins.append(PluginInfo(ep.name, dist, version, str(exc)))
-            reg.problems.append(Diagnostic("P003", f"plugin `{ep.name}` ({dist} {version}) is {exc}.", hint=f"upgrade `{dist}` or unigen, or block it with UNIGEN_BLOCK_PLUGINS={ep.name}."))
-            continue
         except Exception as exc:  # a broken plugin must not stop the others
             reg.plugins.append(PluginInfo(ep.name, dist, version, _short(exc)))
             reg.problems.append(Diagnostic("P001", f"plugin `{ep.name}` ({dist} {version}) failed to load: {_short(exc)}.", hint=f"fix or reinstall `{dist}`, or block it with UNIGEN_BLOCK_PLUGINS={ep.name}."))
             continue
-        loaded.append((module, ep.name, dist))
-        reg.plugins.append(PluginInfo(ep.name, dist, version))
+        if _add_plugin(pm, reg, module, ep.name, dist, version):
+            dist_of[ep.name] = dist
     for obj in extra:
         name = getattr(obj, "__name__", type(obj).__name__)
-        pm.register(obj, name=name)
-        loaded.append((obj, name, "<local>"))
-        reg.plugins.append(PluginInfo(name, "<local>", ""))
-    dist_of = {name: dist for _, name, dist in loaded}
-    for kind in KINDS:
-        caller = getattr(pm.hook, f"unigen_register_{kind}")
-        for impl in caller.get_hookimpls():
-            plugin = impl.plugin_name
-            try:
-                impl.function(register=partial(reg._register, kind, plugin, dist_of.get(plugin, "?")))
-            except Exception as exc:
-                reg.problems.append(Diagnostic("P001", f"plugin `{plugin}` failed while registering {kind}: {_short(exc)}.", hint="fix the plugin or block it with UNIGEN_BLOCK_PLUGINS."))
-                reg.plugins[:] = [p if p.name != plugin else PluginInfo(p.name, p.dist, p.version, _short(exc)) for p in reg.plugins]
+        if _add_plugin(pm, reg, obj, name, "<local>", ""):
+            dist_of[name] = "<local>"
+    _register_kinds(pm, reg, dist_of)
     if not any(reg.entries[k] for k in KINDS):
         reg.problems.append(Diagnostic("P004", "no plugins are registered, so no dataset, network or term is known.", hint="install unigen with `pip install -e .` so its built-in plugins' entry points exist."))
     return reg
 
 
-class _ApiMismatch(Exception):
-    pass
+def _register_kinds(pm: pluggy.PluginManager, reg: Registry, dist_of: dict[str, str]) -> None:
+    """Every registered plugin's `unigen_register_*` hooks, called with a `register` callback
+    that knows the calling plugin; a plugin that raises is reported (P001) and marked failed."""
+    plugins = [p for p in pm.get_plugins() if p is not None]  # None marks a blocked name
+    for kind in KINDS:
+        hook = f"unigen_register_{kind}"
+        # Plugins in the order they were registered (built-ins first), so that of two plugins
+        # registering one name the first is kept (P002). Each plugin's implementations are
+        # called through a hook caller of that plugin alone: `register` then knows which plugin
+        # calls it, and one that raises does not keep the others from registering.
+        impls: dict[str, list[Any]] = {}
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            impls.setdefault(impl.plugin_name, []).append(impl)
+        for plugin, own in impls.items():
+            register = partial(reg._register, kind, plugin, dist_of.get(plugin, "?"))
+            try:
+                caller = pm.subset_hook_caller(hook, [p for p in plugins if p is not own[0].plugin])
+                if all(i.plugin is own[0].plugin for i in caller.get_hookimpls()):
+                    caller(register=register)
+                else:  # pluggy keeps a plugin whose implementation has another attribute name (`specname`)
+                    for impl in own:
+                        impl.function(register=register)
+            except Exception as exc:
+                reg.problems.append(Diagnostic("P001", f"plugin `{plugin}` failed while registering {kind}: {_short(exc)}.", hint="fix the plugin or block it with UNIGEN_BLOCK_PLUGINS."))
+                reg.plugins[:] = [p if p.name != plugin else PluginInfo(p.name, p.dist, p.version, _short(exc)) for p in reg.plugins]
+
+
+def _add_plugin(pm: pluggy.PluginManager, reg: Registry, plugin: object, name: str, dist: str, version: str) -> bool:
+    """Register one plugin and check its hooks; on any problem it is reported, left
+    unregistered (none of its hooks is called) and listed as failed. True when it is in."""
+    where = f"`{name}` ({dist} {version})" if version else f"`{name}` ({dist})"
+    block = f"or block it with UNIGEN_BLOCK_PLUGINS={name}."
+
+    def failed(error: str, *diags: Diagnostic) -> bool:
+        if pm.get_plugin(name) is plugin:  # pluggy may have registered part of it before raising
+            pm.unregister(plugin, name)
+        reg.plugins.append(PluginInfo(name, dist, version, error))
+        reg.problems.extend(diags)
+        return False
+
+    api = getattr(plugin, "UNIGEN_PLUGIN_API", hookspecs.PLUGIN_API)
+    if api != hookspecs.PLUGIN_API:
+        error = f"built for plugin API {api}, this unigen speaks {hookspecs.PLUGIN_API}"
+        return failed(error, Diagnostic("P003", f"plugin {where} is {error}.", hint=f"upgrade `{dist}` or unigen, {block}"))
+    try:
+        if pm.register(plugin, name=name) is None:  # blocked
+            return False
+    except Exception as exc:  # e.g. a known hook with the wrong arguments
+        return failed(_short(exc), Diagnostic("P001", f"plugin {where} failed to load: {_short(exc)}.", hint=f"fix or reinstall `{dist}`, {block}"))
+    try:
+        pm.check_pending()  # only this plugin can have a pending hook: a failed one is unregistered
+    except pluggy.PluginValidationError as exc:
+        unknown = _unknown_hooks(pm, plugin) or [str(exc)]
+        valid = hook_names(pm)
+        diags = []
+        for hook in unknown:
+            suggestion = did_you_mean(hook, valid)  # "choose one of: ..." already lists them all
+            if not suggestion.startswith("choose one of"):
+                suggestion += " The hooks are: " + ", ".join(f"`{h}`" for h in valid) + "."
+            diags.append(Diagnostic("P005", f"plugin {where} implements the unknown hook `{hook}`; no hookspec has that name, so none of the plugin's hooks is registered.", hint=f"{suggestion} Rename the function, {block}"))
+        return failed("unknown hook " + ", ".join(f"`{h}`" for h in unknown), *diags)
+    reg.plugins.append(PluginInfo(name, dist, version))
+    return True
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """The hooks `plugin` implements that no hookspec declares (as `check_pending` finds them)."""
+    return sorted(
+        name
+        for name, caller in vars(pm.hook).items()
+        if not name.startswith("_") and not caller.has_spec() and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls())
+    )
 
 
 def _short(exc: BaseException) -> str:

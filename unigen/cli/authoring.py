@@ -16,11 +16,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 def cmd_draw(args: argparse.Namespace) -> int:
     from unigen.compile.compiler import compile_file
-    from unigen.graph.model import build_graph
     from unigen.tools.draw import draw
 
     compiled = compile_file(args.spec, args.overrides, common.registry())  # only a valid spec is drawn
-    engine = draw(build_graph(compiled.program.spec), Path(args.output), args.engine)
+    engine = draw(compiled.program.graph, Path(args.output), args.engine, compiled.program.notes)
     print(f"wrote {args.output} ({engine})")
     return 0
 

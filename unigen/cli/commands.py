@@ -45,8 +45,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return dry_run(args.spec, args.overrides, common.registry(), args.device, sys.stdout)
     from unigen.runs.driver import train_run
+    from unigen.train.distributed import env_world
 
     run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=common.registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node, track=_tracks(args))
+    world = env_world()
+    if world is not None and not world.main:
+        return 0  # under torchrun only rank 0 writes summary.json and reports the run
     summary = json.loads((run / "summary.json").read_text())
     print(f"run written to {run}")
     for k, v in summary["metrics"].items():

@@ -1,4 +1,4 @@
-"""compiler."""
+"""`compile_file`: a spec file (and overrides) in, the validated spec and its `Program` out."""
 
 from __future__ import annotations
 

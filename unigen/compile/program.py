@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -38,6 +38,11 @@ class Program:
     phases: tuple[PhasePlan, ...]
     p_order: tuple[str, ...]
     q_order: tuple[str, ...]
+    # What each adversarial link's objective says of itself (link name -> text): its call as
+    # the program prints it (`name(options set)`), and a note on what else its discriminator
+    # does (`Objective.note`; "" for nothing), which `unigen draw` shows too.
+    calls: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
     def option(self, *path: str | int) -> Any:
         return self.options.get(tuple(path))
@@ -74,7 +79,12 @@ def compile_program(spec: Spec, registry: Registry, smap: SourceMap | None = Non
         ))
     p_order = tuple(nx.lexicographical_topological_sort(graph.generative_dag()))
     q_order = tuple(nx.lexicographical_topological_sort(graph.inference_dag()))
-    return Program(spec, graph, checked.options, tuple(phases), p_order, q_order)
+    calls, notes = {}, {}
+    for e in graph.of_kind("adversarial"):
+        objective, options = registry.get("objectives", e.objective or ""), checked.options.get(e.path + ("objective",))
+        calls[e.name] = _call(e.objective or "", objective.shown_options(options))
+        notes[e.name] = objective.note(options)
+    return Program(spec, graph, checked.options, tuple(phases), p_order, q_order, calls, notes)
 
 
 def check_spec(spec: Spec, registry: Registry) -> list[Diagnostic]:
@@ -118,7 +128,9 @@ def format_program(program: Program) -> str:
     for e in links:
         real = ", ".join(f"{t}.{v}" for t, v in e.real)
         fake = ", ".join(f"{t}.{v}" for t, v in e.fake)
-        lines.append(f"  link      {e.name}: {e.net}({real}) real vs {e.net}({fake}) fake, objective {_call(e.objective or '', program.options.get(e.path + ('objective',)))}" + (f"; also tells which `{e.identify}` made each fake" if e.identify else ""))
+        call = program.calls.get(e.name) or _call(e.objective or "", program.options.get(e.path + ("objective",)))
+        note = program.notes.get(e.name, "")
+        lines.append(f"  link      {e.name}: {e.net}({real}) real vs {e.net}({fake}) fake, objective {call}" + (f"; {note}" if note else ""))
     lines.append("  networks")
     sigs = program.option("network", "signatures") or {}
     for name, net in spec.networks.items():

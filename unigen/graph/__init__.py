@@ -1,1 +1,1 @@
-"""graph."""
+"""The model graph of a spec and the rules that check it."""

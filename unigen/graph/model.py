@@ -203,5 +203,4 @@ def _parse_edge(e: Edge, i: int, errors: list[Diagnostic]) -> EdgeInfo | None:
         index=i,
         real=real,
         fake=fake,
-        identify=e.identify if kind == "adversarial" else None,
     )

@@ -101,12 +101,10 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
                 if v not in spec.variables and v not in reported:
                     reported.add(v)
                     _unknown(out, "variable", v, variables, e.path + ((side, j) if given else (e.kind,)))
-        if e.identify is not None and e.identify not in spec.variables:
-            _unknown(out, "variable", e.identify, variables, e.path + ("identify",))
         if e.net not in spec.networks:
             _unknown(out, "network", e.net, networks, e.path + ("net",))
         if e.kind == "adversarial" and not e.objective:
-            out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add e.g. `objective: nonsaturating`."))
+            out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add `objective: <name>`, one of the objectives listed."))
         elif e.kind == "adversarial":
             kind("objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
         else:
@@ -215,32 +213,9 @@ def _structure(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             source = graph.p_source(v) if trace == "p" else graph.q_source(v)
             if source == "none":
                 d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
-        if e.identify is not None:
-            _identify(graph, registry, e, d)
         behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake)) if e.fake else set()
         if not behind:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
-
-
-def _identify(graph: ModelGraph, registry: Registry, e: EdgeInfo, d: list[Diagnostic]) -> None:
-    """`identify: c` (MAD-GAN): c is a latent drawn from a discrete prior whose values can be
-    listed (one-hot, a vector of k values), and every fake item is generated from it, so that
-    each fake sample has one value of c."""
-    c = e.identify
-    assert c is not None
-    var = graph.spec.variables[c]
-    gen = graph.generative_dag()
-    path = e.path + ("identify",)
-    listed = var.prior is not None and registry.has("distributions", var.prior) and getattr(registry.get("distributions", var.prior), "enumerable", False)
-    if var.observed or not listed or len(var.shape) != 1:
-        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which is not a latent with a discrete prior of listed values (such as `categorical`) and a shape [k]; the discriminator tells which of its k values produced each fake sample.", path, f"declare `{c}: {{prior: categorical, shape: [k]}}` (k generators), or remove `identify`."))
-        return
-    if graph.into(c, "generative") is not None:
-        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which a generative edge produces; expected a root drawn from its categorical prior.", path, f"remove the generative edge into `{c}`, or identify a root latent."))
-        return
-    missing = [f"{t}.{v}" for t, v in e.fake if t != "p" or not nx.has_path(gen, c, v)]
-    if missing:
-        d.append(Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, but its fake side {', '.join(missing)} is not generated from `{c}` in the p-trace, so a fake sample has no value of `{c}` to tell.", path, f"make `{c}` a parent of the generator's edge (e.g. `generative: \"{c}, z -> x\"`), or remove `identify`."))
 
 
 def _supervised(graph: ModelGraph, inf: nx.DiGraph, e: EdgeInfo) -> bool:
@@ -283,7 +258,7 @@ def _variables(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             if not var.observed:
                 d.append(Diagnostic("G020", f"latent variable `{vname}` has a `mask`, which marks the rows that observe a variable; a latent one is observed in none.", ("variables", vname, "mask"), f"write `observed: true` on `{vname}`, or remove `mask`."))
             elif fields and var.mask not in fields:
-                d.append(Diagnostic("G020", f"the mask of `{vname}` is the data field `{var.mask}`, which dataset `{spec.data.source}` does not have; expected one of its fields.", ("variables", vname, "mask"), f"use one of: {', '.join(sorted(fields))}; or set the dataset's options that provide a mask (e.g. `labelled_fraction` of `digits`)."))
+                d.append(Diagnostic("G020", f"the mask of `{vname}` is the data field `{var.mask}`, which dataset `{spec.data.source}` does not have; expected one of its fields.", ("variables", vname, "mask"), f"use one of: {', '.join(sorted(fields))}; or set the options of dataset `{spec.data.source}` that make it provide a mask" + _dataset_options(registry, spec.data.source) + "."))
 
 
 def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
@@ -291,12 +266,11 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     signature: dict[str, tuple[Any, EdgeInfo]] = {}
     for e in graph.edges:
         if e.kind == "adversarial":
-            # `pack: m` (PacGAN): the network judges m samples at once, stacked on the first axis.
-            pack = e.options.get("pack", 1) if isinstance(e.options.get("pack", 1), int) else 1
-            inputs = [(graph.shape(v)[0] * pack, *graph.shape(v)[1:]) for _, v in e.real]
-            # `identify: c` (MAD-GAN): one logit for `real` and one for each value of c.
-            ident = graph.shape(e.identify) if e.identify in graph.spec.variables else ()
-            output: tuple[int, ...] = (1 + ident[0],) if len(ident) == 1 else (1,)
+            # The objective sizes its discriminator: it may judge several samples at once, or
+            # give more logits than one.
+            objective = registry.get("objectives", e.objective or "")
+            shapes, out_shape = objective.network_shapes([graph.shape(v) for _, v in e.real], out.options.get(e.path + ("objective",)), graph)
+            inputs, output = [tuple(s) for s in shapes], tuple(out_shape)
         else:
             assert e.child is not None and e.dist is not None
             dist = registry.get("distributions", e.dist)
@@ -335,7 +309,7 @@ def _phases(graph: ModelGraph, registry: Registry, out: Checked) -> None:
         if not phase.update:
             d.append(Diagnostic("G009", f"phase `{phase.name}` updates no network.", path + ("update",), "list the networks it trains, e.g. `update: [generator]`."))
         if not phase.terms:
-            d.append(Diagnostic("G009", f"phase `{phase.name}` has no terms, so its loss is empty.", path + ("terms",), "add a term such as `elbo` or `adversarial.g`."))
+            d.append(Diagnostic("G009", f"phase `{phase.name}` has no terms, so its loss is empty.", path + ("terms",), "add one of the registered terms (`unigen plugins` lists them)."))
         for n in phase.update:
             if n in spec.networks and not spec.networks[n].trainable:
                 d.append(Diagnostic("G009", f"phase `{phase.name}` updates `{n}`, which is declared `trainable: false`.", path + ("update",), "remove it from `update` or make it trainable."))
@@ -405,3 +379,10 @@ def _bind(graph: ModelGraph, registry: Registry, ref: Any, path: Path, d: list[D
         d.append(Diagnostic("G014", f"term `{ref.term}`{' on `' + edge.name + '`' if edge else ''}: {exc.message}", path, exc.hint))
         return None
     return BoundRef(ref.term, edge, ref.weight, bound, path)
+
+
+def _dataset_options(registry: Registry, name: str) -> str:
+    """` (its options: `a`, `b`)`, from the dataset kind's options model, or "" without one."""
+    model = getattr(registry.get("datasets", name), "Options", None) if registry.has("datasets", name) else None
+    names = list(getattr(model, "model_fields", {}))
+    return f" (its options: {', '.join(f'`{n}`' for n in names)})" if names else ""

@@ -1,1 +1,1 @@
-"""runs."""
+"""Runs: the run directory, checkpoints, resuming, the training loop, evaluation and samples."""

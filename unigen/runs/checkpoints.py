@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from unigen.errors import UnigenError
+from unigen.errors import UnigenError, exception_text
 from unigen.runs.rundir import atomic_write
 
 
@@ -47,7 +47,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UnigenError.one("C001", f"checkpoint `{path}` cannot be loaded safely: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}.", (), "use another checkpoint; unigen loads tensors and plain data only.", exit_code=1) from None
+        raise UnigenError.one("C001", f"checkpoint `{path}` cannot be loaded safely: {exception_text(exc)}.", (), "use another checkpoint; unigen loads tensors and plain data only.", exit_code=1) from None
     if not isinstance(state, dict) or "nets" not in state or "step" not in state:
         raise UnigenError.one("C001", f"`{path}` is not a unigen checkpoint (no `nets`/`step`).", (), "point at a file under a run's checkpoints/.", exit_code=1)
     return state
@@ -91,6 +91,19 @@ def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any], list[str]]:
     raise UnigenError.one("C001", f"`{ckpt_dir}` holds no checkpoint, so there is nothing to resume.", (), "start afresh with another `--out` (a run checkpoints at its end, and every `train.checkpoint_every` steps).", exit_code=1)
 
 
+def resolve_checkpoint(source: Path, *, run_dir: bool = True) -> tuple[Path, dict[str, Any], list[str], Path | None] | None:
+    """`source` as a run directory (its newest readable checkpoint; only with `run_dir`) or as a
+    checkpoint file: the checkpoint's path, its state, a warning per fallback, and the run
+    directory it belongs to (a file under `RUN/checkpoints/` belongs to RUN, another to none).
+    None where `source` is neither: each caller says so in its own words."""
+    if run_dir and source.is_dir():
+        path, state, warnings = newest_checkpoint(source)
+        return path, state, warnings, source
+    if source.is_file():
+        return source, load_checkpoint(source), [], source.parent.parent if source.parent.name == "checkpoints" else None
+    return None
+
+
 def export_weights(source: str | Path, output: str | Path | None = None) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
     """Write the networks' weights of a run's newest readable checkpoint (or of a checkpoint
     file) as safetensors: one tensor per `network.parameter` key, as in the checkpoint's `nets`.
@@ -98,16 +111,12 @@ def export_weights(source: str | Path, output: str | Path | None = None) -> tupl
     from safetensors.torch import save
 
     source = Path(source)
-    if source.is_dir():
-        path, state, warnings = newest_checkpoint(source)
-        for text in warnings:
-            print(f"warning: {text}", file=sys.stderr)
-        run: Path | None = source
-    elif source.is_file():
-        path, state = source, load_checkpoint(source)
-        run = source.parent.parent if source.parent.name == "checkpoints" else None
-    else:
+    found = resolve_checkpoint(source)
+    if found is None:
         raise UnigenError.one("R002", f"`{source}` is neither a run directory nor a checkpoint file.", (), "pass a directory written by `unigen compile-and-train`, or a checkpoint under its checkpoints/.")
+    path, state, warnings, run = found
+    for text in warnings:
+        print(f"warning: {text}", file=sys.stderr)
     nets = state.get("nets")
     tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in nets.items() if isinstance(v, torch.Tensor)} if isinstance(nets, dict) else {}
     ema = state.get("ema")

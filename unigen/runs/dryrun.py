@@ -13,7 +13,8 @@ from unigen.api.registry import Registry
 from unigen.compile.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.samples import save_samples
-from unigen.train.trainer import NonFiniteLoss, PhaseRunner, Trainer, describe_nonfinite
+from unigen.train.seeds import SAMPLES_SEED_OFFSET
+from unigen.train.trainer import NonFiniteLoss, Trainer, describe_nonfinite
 
 
 def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: str | None, out: TextIO) -> int:
@@ -35,7 +36,7 @@ def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: st
         n = sum(p.numel() for p in net.parameters())
         print(f"  network   {name:<14} {spec.networks[name].arch}, {n:,} parameters{'' if spec.networks[name].trainable else ' (frozen)'}", file=out)
     for runner in trainer.runners:
-        once = PhaseRunner(replace(runner.plan, repeats=1), runner.optimizer, runner.params, runner.last)
+        once = replace(runner, plan=replace(runner.plan, repeats=1))  # the same runner (index, optimizer, scaler), one update
         start = time.perf_counter()
         try:
             trainer.run_phase(once)
@@ -44,7 +45,7 @@ def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: st
         ms = 1000 * (time.perf_counter() - start)
         values = ", ".join(f"{label} = {float(v):.4g}" for label, v in once.last.items())
         print(f"  phase     {runner.plan.name:<14} {values}; updated {', '.join(runner.plan.update)} ({ms:.0f} ms)", file=out)
-        trainer._flags.clear()  # on a GPU finiteness is read below, from the values themselves
+        trainer.checks.clear()  # on a GPU finiteness is read below, from the values themselves
         bad = [label for label, v in once.last.items() if not math.isfinite(float(v))]
         if bad:
             raise UnigenError.one("R001", f"dry run: phase `{runner.plan.name}` gave a non-finite value for {', '.join(bad)}.", (), "lower the learning rate or check the data for NaNs.", exit_code=1)
@@ -54,9 +55,10 @@ def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: st
     if var is not None:
         with tempfile.TemporaryDirectory(prefix="unigen-dry-") as tmp:
             batch = {k: v[:64] for k, v in data.test.items()} if data.test else None
-            with trainer.fork_rng(spec.train.seed + 777):
-                x = model.generate(64, var, batch)
-            save_samples(Path(tmp) / "samples.png", x, data.info, f"{spec.name}  dry run")
-        print(f"  samples   64 of `{var}` drawn and plotted (to a temporary directory, removed)", file=out)
+            n = 64  # enough to show the picture draws; a run draws `picture_count(model)`
+            with trainer.fork_rng(spec.train.seed + SAMPLES_SEED_OFFSET):
+                x = model.generate(n, var, batch)
+            save_samples(Path(tmp) / "samples.png", x, model, f"{spec.name}  dry run")
+        print(f"  samples   {n} of `{var}` drawn and plotted (to a temporary directory, removed)", file=out)
     print(f"ok in {time.perf_counter() - t0:.1f}s: the spec builds and every phase runs; train with the same command without --dry-run.", file=out)
     return 0

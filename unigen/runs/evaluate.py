@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from unigen.api.registry import Registry, default_registry
 from unigen.compile.program import Program
-from unigen.errors import UnigenError, did_you_mean
-from unigen.runs.checkpoints import load_checkpoint, newest_checkpoint
+from unigen.errors import UnigenError, did_you_mean, exception_text
+from unigen.runs.checkpoints import load_checkpoint, newest_checkpoint, resolve_checkpoint
 from unigen.train.model import Model
 from unigen.train.networks import pick_device
 
@@ -60,10 +60,10 @@ def pick_checkpoint(run: Path, which: str) -> tuple[Path, dict[str, Any]]:
         if not name.startswith("step_") or not path.is_file():
             raise UnigenError.one("E002", f"`checkpoints/best` in `{run}` names `{name}`, which is not a checkpoint there.", (), "use `--checkpoint last`, or a checkpoint file.")
         return path, load_checkpoint(path)
-    path = Path(which)
-    if not path.is_file():
+    found = resolve_checkpoint(Path(which), run_dir=False)
+    if found is None:
         raise UnigenError.one("E002", f"`--checkpoint {which}`: no such checkpoint file.", (), "pass `last`, `best` or a file under the run's checkpoints/.")
-    return path, load_checkpoint(path)
+    return found[0], found[1]
 
 
 def open_run(run: str | Path, checkpoint: str = "last", registry: Registry | None = None, device: str = "cpu") -> OpenRun:
@@ -91,8 +91,7 @@ def open_run(run: str | Path, checkpoint: str = "last", registry: Registry | Non
     try:
         model.nets.load_state_dict(state["nets"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UnigenError.one("C001", f"checkpoint `{path}` does not fit the run's networks: {type(exc).__name__}: {first}.", (), "evaluate a checkpoint of this run.", exit_code=1) from None
+        raise UnigenError.one("C001", f"checkpoint `{path}` does not fit the run's networks: {exception_text(exc)}.", (), "evaluate a checkpoint of this run.", exit_code=1) from None
     model.eval()
     return OpenRun(run, program, model, path, int(state["step"]))
 
@@ -156,8 +155,7 @@ def evaluate_run(run: str | Path, checkpoint: str = "last", names: list[str] | N
             except UnigenError:
                 raise
             except Exception as exc:  # one plugin's bug must not hide the other metrics
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                errors.append(f"metric `{name}` failed: {type(exc).__name__}: {first}")
+                errors.append(f"metric `{name}` failed: {exception_text(exc)}")
             seconds[name] = round(time.perf_counter() - start, 3)
     if names is None and not results and not errors:
         raise UnigenError.one("E003", f"no registered metric applies to run `{opened.run}`.", (), "install a plugin with a metric for this kind of model (`unigen plugins` lists the metrics).", exit_code=1)

@@ -1,4 +1,5 @@
-"""metrics_log."""
+"""metrics.csv, the run's own table of logged steps: new columns widen it, a resumed run keeps
+the rows up to its checkpoint, and a torn last line is dropped."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""progress."""
+"""The progress line of a training run: a bar on a terminal, log lines otherwise."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from unigen.errors import UnigenError
-from unigen.runs.checkpoints import load_checkpoint, newest_checkpoint
+from unigen.runs.checkpoints import newest_checkpoint, resolve_checkpoint
 from unigen.runs.rundir import spec_differences
 
 
@@ -35,15 +35,10 @@ def find_resume(resume: str, out: str | None) -> Resume:
         path, state, warnings = newest_checkpoint(run)
         return Resume(run, True, path, state, warnings)
     given = Path(resume)
-    home: Path | None
-    if given.is_dir():
-        path, state, warnings = newest_checkpoint(given)
-        home = given
-    elif given.is_file():
-        path, state, warnings = given, load_checkpoint(given), []
-        home = given.parent.parent if given.parent.name == "checkpoints" else None
-    else:
+    found = resolve_checkpoint(given)
+    if found is None:
         raise UnigenError.one("C001", f"`--resume {resume}`: there is no such checkpoint file or run directory.", (), "pass a checkpoint (`RUN/checkpoints/step_*.pt`), a run directory, or `auto` with `--out RUN`.", exit_code=1)
+    path, state, warnings, home = found
     run = Path(out) if out else home
     if run is None:
         raise UnigenError.one("R002", f"checkpoint `{given}` lies outside a run directory, so there is no run to continue.", (), "add `--out DIR` for the resumed run.")

@@ -1,56 +1,31 @@
-"""samples."""
+"""Pictures of generated samples, drawn as the model's dataset kind draws them
+(`DatasetKind.draw_samples`): during training (`samples/step_*.png`) and by `unigen sample`."""
 
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from unigen.api.kinds import DatasetKind
 from unigen.runs.rundir import atomic_write
 
+if TYPE_CHECKING:
+    from unigen.train.model import Model
 
-def save_samples(path: Path, samples: torch.Tensor, info: dict[str, Any], title: str = "") -> None:
+COLS = 8  # samples a row, unless a picture says otherwise
+
+
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    samples = samples.detach().float().cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image_shape = info.get("image_shape")
-    if image_shape is not None:
-        h, w = image_shape[-2], image_shape[-1]
-        imgs = samples.reshape(len(samples), -1, h, w)[:64, 0].clamp(0, 1)
-        n = len(imgs)
-        cols = 8
-        rows = max(1, (n + cols - 1) // cols)
-        grid = torch.full((rows * (h + 1) + 1, cols * (w + 1) + 1), 0.5)  # grey borders: white is ink
-        for i in range(n):
-            r, c = divmod(i, cols)
-            grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = imgs[i]
-        fig, ax = plt.subplots(figsize=(4, 4 * rows / cols + 0.3))
-        ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    else:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        pts = samples.reshape(len(samples), -1)[:, :2].numpy()
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.4, color="tab:blue", label="samples")
-        modes = info.get("modes")
-        if modes is not None:
-            m = torch.as_tensor(modes).cpu().numpy()
-            ax.scatter(m[:, 0], m[:, 1], s=40, marker="x", color="tab:red", label="true modes")
-            span = float(abs(m).max()) * 1.4 + 0.2
-            ax.set_xlim(-span, span)
-            ax.set_ylim(-span, span)
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=7)
-    ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    buf = _png(fig)
-    plt.close(fig)
-    atomic_write(path, buf)
+    return plt
 
 
 def _png(fig: Any) -> bytes:
@@ -59,3 +34,38 @@ def _png(fig: Any) -> bytes:
     b = io.BytesIO()
     fig.savefig(b, format="png", dpi=100)
     return b.getvalue()
+
+
+def layout(n: int) -> tuple[int, int]:
+    """Rows and columns of a picture of n samples: rows of `COLS`."""
+    cols = max(1, min(COLS, n))
+    return max(1, math.ceil(n / cols)), cols
+
+
+def sample_figure(kind: DatasetKind, samples: torch.Tensor, info: dict[str, Any], rows: int, cols: int, title: str, row_labels: list[str] | None = None, paths: bool = False) -> Any:
+    """A matplotlib figure of `rows * cols` samples as `kind` draws them, under `title`."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    kind.draw_samples(ax, samples.detach().float().cpu(), info, rows, cols, row_labels, paths)
+    width = fig.get_size_inches()[0]
+    ax.set_title("\n".join(textwrap.wrap(title, max(30, int(width * 13)))), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def picture_count(model: Model) -> int:
+    """How many samples a picture drawn during training shows, as the dataset kind says."""
+    return int(getattr(model.data_kind, "picture_samples", 64))
+
+
+def save_samples(path: Path, samples: torch.Tensor, model: Model, title: str = "") -> None:
+    """A PNG of generated samples of `model` (the built `unigen.train.model.Model`), as its
+    dataset kind draws them."""
+    rows, cols = layout(len(samples))
+    fig = sample_figure(model.data_kind, samples, model.dataset.info, rows, cols, title)
+    try:
+        buf = _png(fig)
+    finally:
+        _plt().close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buf)

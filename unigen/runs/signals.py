@@ -1,4 +1,4 @@
-"""signals."""
+"""SIGINT and SIGTERM during training: finish the step, save a checkpoint, exit with R003."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 
-class _Stop:
+class StopSignals:
     """SIGINT/SIGTERM during training: the first sets a flag (the step finishes, a checkpoint
     is saved); a second one stops at once."""
 
@@ -20,7 +20,7 @@ class _Stop:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def __enter__(self) -> "_Stop":
+    def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self)

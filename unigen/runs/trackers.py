@@ -1,4 +1,7 @@
-"""Experiment trackers: where a run's metric rows go (metrics.csv, TensorBoard, any other).
+"""Experiment trackers: where a run's metric rows go besides metrics.csv (TensorBoard, any other).
+
+metrics.csv is the run's own file, written by the training loop (`unigen.runs.loop`); trackers
+receive the same rows.
 
 A tracker kind is registered by a plugin through `unigen_register_trackers`, as a class (or
 any factory) called with no arguments once per run. The run calls, in order::
@@ -7,11 +10,11 @@ any factory) called with no arguments once per run. The run calls, in order::
     on_metrics(step, row)           each logged row: {"step", "time_s", losses, metrics}
     on_end(summary)                 once, with summary.json's content, when training finished
 
-Kinds with `always = True` (metrics.csv) serve every run; others serve the runs that name
+Kinds with `always = True` serve every run; others serve the runs that name
 them (`compile-and-train --track NAME`, `--tensorboard`). A kind may define a classmethod
 `unavailable() -> str` naming what is missing (e.g. a package); a run that asks for it then
 stops before it starts (U004). A tracker that raises is switched off with a warning: a
-logging backend never ends a run, except those marked `critical` (metrics.csv).
+logging backend never ends a run.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ class Tracker:
 
     doc = ""
     always = False  # serve every run, whether named or not
-    critical = False  # an exception in this tracker ends the run (else: switched off, warned)
 
     @classmethod
     def unavailable(cls) -> str:
@@ -75,8 +77,6 @@ class Trackers:
             try:
                 fn(*args)
             except Exception as exc:
-                if getattr(tracker, "critical", False):
-                    raise
                 self.items = [(n, t) for n, t in self.items if t is not tracker]
                 self.warn(f"tracker `{name}` failed in {method} ({type(exc).__name__}: {exc}) and is switched off for the rest of the run.")
 

@@ -36,7 +36,7 @@ class _Open(BaseModel):
 
 
 class Data(_Open):
-    source: str = Field(description="registered dataset, e.g. `digits`, `ring2d`, `grid2d`; its options sit beside it")
+    source: str = Field(description="a registered dataset (`unigen plugins` lists them); its options sit beside it")
 
 
 class Variable(_Strict):
@@ -59,11 +59,10 @@ class Edge(_Strict):
     adversarial: str | list[str] | None = Field(None, description="variable or list of variables judged real (q-trace) vs fake (p-trace)")
     net: str = Field(description="network computing this edge")
     dist: str | None = Field(None, description="output distribution: bernoulli, normal, deterministic, categorical")
-    objective: str | None = Field(None, description="adversarial objective (required on adversarial edges), e.g. `nonsaturating`, `minimax`, `hinge`")
-    name: str | None = Field(None, pattern=NAME, description="name used by terms (`elbo@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
+    objective: str | None = Field(None, description="a registered adversarial objective (required on adversarial edges; `unigen plugins` lists them)")
+    name: str | None = Field(None, pattern=NAME, description="name used by terms (`<term>@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
     real: list[str] | None = Field(None, description="adversarial real side as `trace.var` items (default `q.<var>` for each judged variable)")
     fake: list[str] | None = Field(None, description="adversarial fake side as `trace.var` items (default `p.<var>` for each judged variable)")
-    identify: str | None = Field(None, pattern=NAME, description="adversarial links only: a categorical latent (k values) behind the fake side; the discriminator gives 1 + k logits and also tells which value produced each fake sample (MAD-GAN: which generator)")
     options: dict[str, Any] = Field(default_factory=dict, description="options of the distribution or the objective")
 
     @model_validator(mode="after")
@@ -77,8 +76,6 @@ class Edge(_Strict):
             raise ValueError("`dist` belongs to generative and inference edges only")
         if kinds[0] != "adversarial" and (self.real is not None or self.fake is not None):
             raise ValueError("`real` and `fake` belong to adversarial edges only")
-        if kinds[0] != "adversarial" and self.identify is not None:
-            raise ValueError("`identify` belongs to adversarial edges only")
         return self
 
     @property
@@ -87,7 +84,7 @@ class Edge(_Strict):
 
 
 class TermRef(_Strict):
-    term: str = Field(description="registered term, e.g. `elbo`, `adversarial.d`")
+    term: str = Field(description="a registered term (`unigen plugins` lists them)")
     on: str | None = Field(None, description="edge the term is attached to, when the graph has several candidates")
     weight: float = Field(1.0, description="the term's factor in the phase's loss")
     options: dict[str, Any] = Field(default_factory=dict, description="options of the term, checked against the term's own options")

@@ -90,7 +90,7 @@ def _empty(file: str) -> UnigenError:
     return UnigenError([Diagnostic(
         "Y003",
         "the spec file is empty; expected a mapping with `unigen: 1`, `name`, `data`, `variables`, `networks`, `edges` and `phases`.",
-        hint="start from a file in specs/, or write `unigen: 1`, `name: my-model` and `family: vae` (or `gan`) to take a family's defaults.",
+        hint="start from a file in specs/, or write `unigen: 1`, `name: my-model` and `family: <name>` to take a registered family's defaults (`unigen plugins` lists them).",
         file=file, line=1, col=1,
     )])
 

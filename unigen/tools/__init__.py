@@ -1,1 +1,2 @@
-"""tools."""
+"""Tools around the pipeline: drawings of a spec, pictures and curves of a run, generated docs,
+starter specs."""

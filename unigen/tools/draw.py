@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,11 @@ class Drawing:
     arrows: list[Arrow] = field(default_factory=list)
 
 
-def describe(graph: ModelGraph) -> Drawing:
-    """The drawing of a spec's model graph: its nodes and styled arrows."""
+def describe(graph: ModelGraph, notes: dict[str, str] | None = None) -> Drawing:
+    """The drawing of a spec's model graph: its nodes and styled arrows. `notes` (link name ->
+    text, a compiled program's `notes`) adds what each link's objective says of itself."""
     spec = graph.spec
+    notes = notes or {}
     d = Drawing(spec.name)
     for name, var in spec.variables.items():
         bits = ["[" + ", ".join(map(str, var.shape)) + "]"]
@@ -88,8 +91,9 @@ def describe(graph: ModelGraph) -> Drawing:
     for e in graph.edges:
         if e.kind == "adversarial":
             link = f"link:{e.name}"
-            # MAD-GAN: y also takes the values of the identified latent (which generator).
-            d.nodes.append(Node(link, "y", "link", sublabel=e.name + (f"\ny also tells {e.identify}" if e.identify else "")))
+            # What else the discriminator tells (MAD-GAN: which generator made a fake), as the objective puts it.
+            note = "\n".join(textwrap.wrap(notes.get(e.name, ""), 18))
+            d.nodes.append(Node(link, "y", "link", sublabel=e.name + (f"\n{note}" if note else "")))
             for v in dict.fromkeys(e.parents):
                 real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
                 fake = ", ".join(f"{t}.{x}" for t, x in e.fake if x == v)
@@ -306,12 +310,13 @@ def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
     plt.close(fig)
 
 
-def draw(graph: ModelGraph, out: Path, engine: str = "auto") -> str:
-    """Write the drawing to `out` (format from its suffix); returns the engine used."""
+def draw(graph: ModelGraph, out: Path, engine: str = "auto", notes: dict[str, str] | None = None) -> str:
+    """Write the drawing to `out` (format from its suffix); returns the engine used. `notes`:
+    a compiled program's `notes`, what each link's objective says of itself."""
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise UnigenError.one("U002", f"cannot draw to `{out}`: unknown format `.{fmt}`; expected one of {', '.join('.' + f for f in FORMATS)}.", (), "name the output e.g. `model.svg` or `model.png`.")
-    d = describe(graph)
+    d = describe(graph, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
         out.write_text(to_dot(d), encoding="utf-8")

@@ -1,7 +1,7 @@
 """`unigen sample` and `unigen plot`: pictures of a run.
 
-- samples: an image grid (one row per class for a model conditioned on a one-hot label), or a
-  2-D scatter over the true density when the dataset knows its mixture;
+- samples: drawn as the dataset kind draws them (`DatasetKind.draw_samples`: an image grid, a
+  scatter...), one row per class for a model conditioned on a one-hot label;
 - traversals: one latent root varied along a row (a dimension, or every value of a
   categorical code), everything else fixed; interpolations: a straight line between two
   draws of a latent root, everything else fixed;
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,8 @@ from unigen.errors import UnigenError
 from unigen.graph.model import ModelGraph
 from unigen.runs.evaluate import open_run
 from unigen.runs.rundir import atomic_write
-from unigen.runs.samples import _png
+from unigen.runs.samples import COLS, _plt, _png, layout, sample_figure
 from unigen.train.model import Model
-
-COLS = 8
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def draw(model: Model, var: str, n: int, fixed: dict[str, torch.Tensor] | None = None, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -57,39 +45,6 @@ def roots(graph: ModelGraph) -> list[str]:
     return [v for v in graph.variables if graph.p_source(v) == "prior"]
 
 
-def image_grid(x: torch.Tensor, rows: int, cols: int, shape: tuple[int, int]) -> torch.Tensor:
-    h, w = shape
-    imgs = x.detach().float().cpu().reshape(len(x), -1, h, w)[:, 0].clamp(0, 1)
-    grid = torch.full((rows * (h + 1) + 1, cols * (w + 1) + 1), 0.5)  # grey borders: white is ink
-    for i in range(min(len(imgs), rows * cols)):
-        r, c = divmod(i, cols)
-        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = imgs[i]
-    return grid
-
-
-def _density_background(ax: Any, info: dict[str, Any], span: float) -> None:
-    """The true mixture's log-density as a grey shade, its modes as red crosses."""
-    modes = torch.as_tensor(info["modes"]).double().cpu()
-    sigma = float(info.get("sigma", 0.05))
-    axis = torch.linspace(-span, span, 400, dtype=torch.float64)
-    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
-    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
-    d2 = torch.cdist(pts, modes).pow(2)
-    logp = torch.logsumexp(-d2 / (2 * sigma**2), 1) - math.log(len(modes)) - math.log(2 * math.pi * sigma**2)
-    img = logp.reshape(400, 400).clamp(min=float(logp.max()) - 12)
-    ax.imshow(img.numpy(), extent=(-span, span, -span, span), origin="lower", cmap="Greys", alpha=0.8)
-    # The densest region is a few pixels wide when sigma is small: circles of 3 sigma (the
-    # high-quality radius of the mode metrics) show where the mass is.
-    for i, (mx, my) in enumerate(modes.tolist()):
-        ax.add_patch(_plt().Circle((mx, my), 3 * sigma, fill=False, color="tab:red", lw=0.8, zorder=3, label="true modes (3 sigma)" if i == 0 else None))
-
-
-def _span(info: dict[str, Any], x: torch.Tensor | None = None) -> float:
-    if "modes" in info:
-        return float(torch.as_tensor(info["modes"]).abs().max()) * 1.4 + 0.2
-    return float(x.abs().max()) * 1.1 + 0.1 if x is not None and len(x) else 1.0
-
-
 def _save(fig: Any, out: Path) -> Path:
     out = Path(out)
     try:
@@ -102,43 +57,10 @@ def _save(fig: Any, out: Path) -> Path:
     return out
 
 
-def picture(x: torch.Tensor, info: dict[str, Any], rows: int, cols: int, title: str, out: Path, row_labels: list[str] | None = None, paths: bool = False) -> Path:
-    """Images as a rows x cols grid, or 2-D points (one colour per row, joined when `paths`)."""
-    plt = _plt()
-    if info.get("image_shape") is not None:
-        grid = image_grid(x, rows, cols, tuple(info["image_shape"])[-2:])
-        fig, ax = plt.subplots(figsize=(max(3.0, 0.5 * cols + 0.8), 0.5 * rows + 0.6))
-        ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        h = tuple(info["image_shape"])[-2]
-        ax.set_xticks([])
-        if row_labels:
-            ax.set_yticks([1 + r * (h + 1) + h / 2 for r in range(rows)])
-            ax.set_yticklabels(row_labels, fontsize=6)
-        else:
-            ax.set_yticks([])
-    else:
-        pts = x.detach().float().cpu().reshape(len(x), -1)[:, :2]
-        fig, ax = plt.subplots(figsize=(4.8, 4.8))
-        span = _span(info, pts)
-        if "modes" in info:
-            _density_background(ax, info, span)
-        if paths or row_labels:
-            colours = plt.get_cmap("tab10")
-            for r in range(rows):
-                seg = pts[r * cols : (r + 1) * cols].numpy()
-                ax.plot(seg[:, 0], seg[:, 1], "-o" if paths else "o", ms=3, lw=0.8, color=colours(r % 10), label=row_labels[r] if row_labels and r < 10 else None)
-        else:
-            ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), s=3, alpha=0.5, color="tab:blue", label="samples", zorder=2)
-        ax.set_xlim(-span, span)
-        ax.set_ylim(-span, span)
-        ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=6)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    width = fig.get_size_inches()[0]
-    ax.set_title("\n".join(textwrap.wrap(title, max(30, int(width * 13)))), fontsize=8)
-    fig.tight_layout()
-    return _save(fig, out)
+def picture(x: torch.Tensor, model: Model, rows: int, cols: int, title: str, out: Path, row_labels: list[str] | None = None, paths: bool = False) -> Path:
+    """rows x cols samples of `model`, drawn as its dataset kind draws them (one colour or one
+    grid row per row; each row a path in order when `paths`)."""
+    return _save(sample_figure(model.data_kind, x, model.dataset.info, rows, cols, title, row_labels, paths), out)
 
 
 def _bad(message: str, hint: str) -> UnigenError:
@@ -178,7 +100,6 @@ def sample_run(run: str | Path, n: int, out: str | Path, seed: int = 0, checkpoi
         raise _bad(f"`-n {n}`: expected at least one sample.", "pass `-n 64`, say.")
     if traverse and interpolate:
         raise _bad("`--traverse` and `--interpolate` draw different pictures.", "pass one of them.")
-    info = model.dataset.info
     name = program.spec.name
     tag = f"{name}  step {opened.step}"
     with torch.no_grad(), torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
@@ -192,20 +113,19 @@ def sample_run(run: str | Path, n: int, out: str | Path, seed: int = 0, checkpoi
             request = traverse or interpolate
             assert request is not None
             root, dim = _root_request(graph, request, "--traverse" if traverse else "--interpolate")
-            return _latent_picture(model, var, root, dim, bool(traverse), n, seed, info, tag, Path(out), label)
+            return _latent_picture(model, var, root, dim, bool(traverse), n, seed, tag, Path(out), label)
         if label is not None:
             per = max(1, math.ceil(n / classes))
             onehot = torch.eye(classes, device=model.device).repeat_interleave(per, 0)
             batch = {field: onehot}
             x = draw(model, var, classes * per, batch=batch)
-            return picture(x, info, classes, per, f"{tag}  (one row per value of `{label}`)", Path(out), [f"{label}={k}" for k in range(classes)])
+            return picture(x, model, classes, per, f"{tag}  (one row per value of `{label}`)", Path(out), [f"{label}={k}" for k in range(classes)])
         x = draw(model, var, n)
-        cols = min(COLS, n) if info.get("image_shape") is not None else n
-        rows = math.ceil(n / cols) if info.get("image_shape") is not None else 1
-        return picture(x, info, rows, cols, f"{tag}  ({n} samples, seed {seed})", Path(out))
+        rows, cols = layout(n)
+        return picture(x, model, rows, cols, f"{tag}  ({n} samples, seed {seed})", Path(out))
 
 
-def _latent_picture(model: Model, var: str, root: str, dim: int | None, traverse: bool, n: int, seed: int, info: dict[str, Any], tag: str, out: Path, label: str | None) -> Path:
+def _latent_picture(model: Model, var: str, root: str, dim: int | None, traverse: bool, n: int, seed: int, tag: str, out: Path, label: str | None) -> Path:
     graph = model.program.graph
     prior = graph.variables[root].prior or ""
     shape = graph.shape(root)
@@ -253,7 +173,7 @@ def _latent_picture(model: Model, var: str, root: str, dim: int | None, traverse
         what = f"`{root}` on a straight line between two draws along each row"
     fixed[root] = z.reshape(rows * cols, *shape)
     x = draw(model, var, rows * cols, fixed, batch)
-    return picture(x, info, rows, cols, f"{tag}  {what}; the rest fixed (seed {seed})", out, labels, paths=not traverse or not categorical)
+    return picture(x, model, rows, cols, f"{tag}  {what}; the rest fixed (seed {seed})", out, labels, paths=not traverse or not categorical)
 
 
 def read_metrics(run: Path) -> tuple[list[str], list[dict[str, str]]]:

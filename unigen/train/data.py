@@ -1,4 +1,4 @@
-"""data."""
+"""The data a program trains on: the dataset loaded and checked, and shuffled batches on the device."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ class Model(nn.Module):
         self.averages = Averages(self.nets, {n: net.ema for n, net in spec.networks.items() if net.ema}, owner=self)
         self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
         self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
-        self.objectives = {e.name: (registry.get("objectives", e.objective), program.options.get(e.path + ("objective",))) for e in graph.of_kind("adversarial")}
+        self.data_kind = registry.get("datasets", spec.data.source)  # the registered DatasetKind: how its samples are shown
         if dataset is None:
             dataset = load_dataset(program, registry)
         self.dataset = Dataset(

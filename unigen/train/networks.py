@@ -1,4 +1,5 @@
-"""networks."""
+"""The networks of a program, built by their architectures from their edges' shapes, refused
+when they could not fit in memory; and the device a run trains on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import nn
 
 from unigen.api.registry import Registry
 from unigen.compile.program import Program
-from unigen.errors import UnigenError
+from unigen.errors import UnigenError, exception_text
 
 
 def pick_device(name: str) -> torch.device:
@@ -90,8 +91,4 @@ def build_networks(program: Program, registry: Registry, device: torch.device) -
 
 
 def _exc_text(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}".rstrip(": ").rstrip(".")
+    return exception_text(exc, 300).rstrip(": ").rstrip(".")
