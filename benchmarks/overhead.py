@@ -63,12 +63,12 @@ def plain_net(trainer: Trainer, name: str) -> nn.Module:
     any other architecture (DCGAN's convolutions) as a copy of the Trainer's module, called
     directly by the plain loop."""
     program = trainer.program
-    if program.spec.networks[name].arch != "mlp":
+    if program.networks[name].arch != "mlp":
         return copy.deepcopy(trainer.model.nets[name])
-    arch = program.option("networks", name, "arch")
-    assert program.spec.networks[name].arch == "mlp" and arch.activation == "relu", "the plain loop knows ReLU MLPs only"
+    arch = program.networks[name].options
+    assert program.networks[name].arch == "mlp" and arch.activation == "relu", "the plain loop knows ReLU MLPs only"
     assert not arch.batchnorm and not arch.dropout and arch.out_activation == "none"
-    inputs, output = program.option("network", "signatures")[name]
+    inputs, output = program.networks[name].inputs, program.networks[name].output
     n_in = sum(int(torch.Size(s).numel()) for s in inputs)
     net = mlp(n_in, list(arch.hidden), int(torch.Size(output).numel()))
     net.load_state_dict(trainer.model.nets[name].body.state_dict())
@@ -101,7 +101,7 @@ def adam(params: list[nn.Parameter], trainer: Trainer, phase: int) -> torch.opti
 
 
 def plain_vae(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[float]]]:
-    spec = trainer.program.spec
+    spec = trainer.program
     enc, dec = plain_net(trainer, "encoder"), plain_net(trainer, "decoder")
     opt = adam([*enc.parameters(), *dec.parameters()], trainer, 0)
     x_all = trainer.model.dataset.train[trainer.model.fields["x"]]
@@ -125,7 +125,7 @@ def plain_vae(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[f
 
 
 def plain_gan(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[float]]]:
-    spec = trainer.program.spec
+    spec = trainer.program
     gen, disc = plain_net(trainer, "generator"), plain_net(trainer, "discriminator")
     opt_d = adam(list(disc.parameters()), trainer, 0)
     opt_g = adam(list(gen.parameters()), trainer, 1)
@@ -179,7 +179,7 @@ def make_pair(name: str) -> tuple[Callable[[], None], Callable[[], None], Callab
     """Both loops, from the same seed; the plain one starts from the Trainer's weights."""
     registry = unigen.default_registry()
     program = unigen.compile(SPECS[name], ["train.device=cpu", *OVERRIDES.get(name, [])], registry=registry)
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     step, plain_last = PLAIN[name](trainer)
 
     def unigen_last() -> list[float]:

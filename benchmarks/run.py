@@ -72,7 +72,7 @@ def show(value: float | None) -> str:
 
 def run_spec(name: str, steps: int | None, seed: int, registry) -> tuple[dict[str, float], int, float, float]:
     path = ROOT / "specs" / f"{name}.yaml"
-    full = unigen.compile(path, registry=registry).spec.train.steps
+    full = unigen.compile(path, registry=registry).train.steps
     n = min(full, steps) if steps else full
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

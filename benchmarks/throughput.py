@@ -75,7 +75,7 @@ def make(name: str, variant: str, device: str) -> tuple[Callable[[], None], Call
             note = "r1=0 (torch.compile has no double backward)"
     registry = unigen.default_registry()
     program = unigen.compile(SPECS[name], overrides, registry=registry)
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     with compiled_plain_nets() if variant == "compiled" else contextlib.nullcontext():
         plain, _ = overhead.PLAIN[name](trainer)
     if variant == "bf16":
@@ -86,7 +86,7 @@ def make(name: str, variant: str, device: str) -> tuple[Callable[[], None], Call
             with torch.autocast(kind, dtype=torch.bfloat16):
                 inner()
 
-    return trainer.step, plain, program.spec.train.batch_size, note
+    return trainer.step, plain, program.train.batch_size, note
 
 
 def sync(device: str) -> None:

@@ -145,7 +145,7 @@ def main() -> int:
         if steps is None:
             import unigen
 
-            steps = unigen.compile(ROOT / "specs" / f"{name}.yaml").spec.train.steps
+            steps = unigen.compile(ROOT / "specs" / f"{name}.yaml").train.steps
         key = f"{name}[{args.tag}]" if args.tag else name
         results.setdefault(key, {})[str(seed)] = {"metrics": metrics, "seconds": round(seconds, 1), "steps": steps, "torch": torch.__version__, "threads": args.threads, "jobs": args.jobs, "overrides": args.set}
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN if k in metrics)

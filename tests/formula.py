@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from unigen.api.kinds import Dataset
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.runs.driver import train_run
-from unigen.train.data import load_dataset
-from unigen.train.model import Model
+from unigen.training.data import load_dataset
+from unigen.training.model import Model
 
 SEED = 1234
 TOL = 1e-5
@@ -36,12 +36,12 @@ def float64():
 def model64(registry, path: Path, overrides=()) -> tuple:
     """The compiled program and its model in float64, data included."""
     program = compile_file(path, ["train.device=cpu", *overrides], registry).program
-    key = (program.spec.data.source, tuple(sorted(program.spec.data.options.items())))
+    key = str(program.data)  # the dataset and its options
     if key not in _DATASETS:
-        ds = load_dataset(program, registry)
+        ds = load_dataset(program)
         as64 = lambda d: {k: (v.double() if v.is_floating_point() else v) for k, v in d.items()}  # noqa: E731
         _DATASETS[key] = Dataset(as64(ds.train), as64(ds.test), ds.info)
-    return program, Model(program, registry, CPU, _DATASETS[key])
+    return program, Model(program, CPU, _DATASETS[key])
 
 
 def with_batch(registry, path: Path, overrides=()) -> tuple:

@@ -19,9 +19,9 @@ from conftest import ROOT
 from formula import CPU, SEED, TOL, float64, num, trained_summary, with_batch  # noqa: F401  (float64: autouse fixture)
 from unigen_cycle.terms import matched as unigen_cycle_matched
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.train.model import Model, StepContext
+from unigen.training.model import Model, StepContext
 
 SPECS = ROOT / "specs"
 GAN, CGAN, ALI = SPECS / "gan-ring.yaml", SPECS / "cgan-digits.yaml", SPECS / "ali-ring.yaml"
@@ -110,7 +110,7 @@ def test_iw_generator_loss_matches_hand_formula(registry, objective):
 def compile_and_model(registry, path, overrides, like: Model) -> tuple:
     """Another compilation of the spec and its model, with the networks of `like`."""
     program = compile_file(path, ["train.device=cpu", *overrides], registry).program
-    model = Model(program, registry, CPU, like.dataset)
+    model = Model(program, CPU, like.dataset)
     model.nets.load_state_dict(like.nets.state_dict())
     return program, model
 

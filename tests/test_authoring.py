@@ -13,7 +13,7 @@ from conftest import ROOT
 from unigen import hookimpl
 from unigen.api.kinds import Bound, Site, Term
 from unigen.api.registry import default_registry, load_registry
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.tools.starter import starter_spec
 
 FAMILIES = default_registry().names("families")
@@ -35,7 +35,7 @@ def test_new_starter_validates_and_compiles_for_every_family(family, registry, t
     assert [p.name for p in compiled.program.phases] == [p["name"] for p in doc["phases"]]
     # Without the family the written-out spec is complete by itself.
     path.write_text(text.replace(f"family: {family}\n", ""))
-    assert compile_file(path, registry=registry).program.spec.family is None
+    assert compile_file(path, registry=registry).program.family is None
 
 
 def test_new_cli_writes_and_refuses_to_overwrite(cli, tmp_path):
@@ -96,7 +96,7 @@ def test_show_config_prints_a_complete_spec_that_compiles_to_the_same_program(cl
     printed = tmp_path / "printed.yaml"
     printed.write_text(out.replace("family: vae\n", ""))
     again = compile_file(printed, registry=registry).program
-    assert again.spec.family is None
+    assert again.family is None
     original = compile_file(family_spec, ["train.steps=9", "variables.z.shape=[4]"], registry=registry).program
     assert str(again).replace("program fam\n", "", 1) == str(original).replace("program fam  (family vae)\n", "", 1)
 
@@ -157,7 +157,7 @@ def test_dry_run_runs_every_phase_and_writes_nothing(cli, spec, tmp_path, monkey
         line = next(ln for ln in out.splitlines() if ln.split()[:2] == ["phase", phase.name])
         for t in phase.terms:
             assert f"{t.label} = " in line
-    for net in program.spec.networks:
+    for net in program.networks:
         assert any(ln.split()[:2] == ["network", net] for ln in out.splitlines())
     assert "metrics" in out and out.rstrip().splitlines()[-1].startswith("ok in")
     assert list(tmp_path.iterdir()) == []  # no runs/ directory

@@ -14,10 +14,10 @@ import torch
 from unigen import hookimpl
 from unigen.api.kinds import Dataset, DatasetKind, Options
 from unigen.api.registry import load_registry
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.driver import train_run
-from unigen.train.trainer import Trainer
+from unigen.training.trainer import Trainer
 
 
 class BadOptions(Options):
@@ -95,7 +95,7 @@ def refusal(tmp_path: Path, reg, flaw: str) -> str:
     path.write_text(SPEC.format(flaw=flaw))
     program = compile_file(path, registry=reg).program  # the spec itself is fine
     with pytest.raises(UnigenError) as info:
-        Trainer(program, reg)
+        Trainer(program)
     assert {d.code for d in info.value.diagnostics} == {"D001"}, str(info.value)
     assert all(d.path == ("data",) for d in info.value.diagnostics)
     return str(info.value)
@@ -104,7 +104,7 @@ def refusal(tmp_path: Path, reg, flaw: str) -> str:
 def test_data_the_flawless_dataset_trains(tmp_path: Path, reg):
     path = tmp_path / "ok.yaml"
     path.write_text(SPEC.format(flaw="none"))
-    Trainer(compile_file(path, registry=reg).program, reg).step()
+    Trainer(compile_file(path, registry=reg).program).step()
 
 
 def test_data_nan_is_d001_naming_dataset_split_field_and_rows(tmp_path: Path, reg):

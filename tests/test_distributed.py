@@ -21,13 +21,13 @@ import torch.distributed as dist
 from conftest import ROOT
 
 from unigen.api.registry import default_registry
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import load_checkpoint
 from unigen.runs.driver import train_run
-from unigen.train.data import Batches
-from unigen.train.distributed import World
-from unigen.train.trainer import Trainer
+from unigen.training.data import Batches
+from unigen.training.distributed import World
+from unigen.training.trainer import Trainer
 
 VAE = ROOT / "specs" / "vae-digits.yaml"
 GAN = ROOT / "specs" / "gan-ring.yaml"
@@ -61,7 +61,7 @@ class GlobalNoise:
 def train_steps(spec: Path, opts: list[str], world: World | None) -> dict[str, torch.Tensor]:
     reg = default_registry()
     program = compile_file(spec, opts, reg).program
-    trainer = Trainer(program, reg, world=world)
+    trainer = Trainer(program, world=world)
     for _ in range(STEPS):
         trainer.step()
     return {k: v.detach().clone() for k, v in trainer.model.nets.state_dict().items()}
@@ -142,7 +142,7 @@ def test_distributed_update_equals_one_process_on_the_whole_batch(ranks, one_thr
     # ... and the update is not trivial: the parameters moved from their start.
     monkeypatch.setattr(torch, "randn", GlobalNoise(0, 1))
     reg = default_registry()
-    start = Trainer(compile_file(spec, opts, reg).program, reg).model.nets.state_dict()
+    start = Trainer(compile_file(spec, opts, reg).program).model.nets.state_dict()
     assert any(not torch.allclose(start[k], alone[k]) for k in start)
 
 
@@ -191,7 +191,7 @@ def test_batches_shards_are_the_global_batch_cut_in_rank_order():
 def test_batch_size_must_split_over_the_processes(registry):
     program = compile_file(VAE, [*VAE_OPTS, "train.batch_size=33"], registry).program
     with pytest.raises(UnigenError) as info:
-        Trainer(program, registry, world=World(0, 2, 0))
+        Trainer(program, world=World(0, 2, 0))
     d = info.value.diagnostics[0]
     assert d.code == "X001" and d.path == ("train", "batch_size") and "`train.batch_size=32` or `34`" in d.hint
 
@@ -204,7 +204,7 @@ def test_nproc_per_node_below_one_is_refused(cli, tmp_path):
 
 def test_bf16_autocast_runs_a_cpu_step(registry, one_thread):
     program = compile_file(VAE, [*VAE_OPTS, "train.precision=bf16"], registry).program
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     seen: list[torch.dtype] = []
     hook = trainer.model.nets["decoder"].body[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     before = {k: v.clone() for k, v in trainer.model.nets.state_dict().items()}
@@ -223,14 +223,14 @@ def test_fp16_needs_cuda(registry):
         pytest.skip("CUDA present: fp16 is allowed")
     program = compile_file(VAE, [*VAE_OPTS, "train.precision=fp16"], registry).program
     with pytest.raises(UnigenError) as info:
-        Trainer(program, registry)
+        Trainer(program)
     assert info.value.diagnostics[0].code == "X005" and info.value.diagnostics[0].path == ("train", "precision")
 
 
 def test_sync_batchnorm_needs_cuda_under_several_processes(registry):
     program = compile_file(GAN, [*GAN_OPTS, "networks.discriminator.batchnorm=true", "train.sync_batchnorm=true"], registry).program
     with pytest.raises(UnigenError) as info:
-        Trainer(program, registry, world=World(0, 2, 0))
+        Trainer(program, world=World(0, 2, 0))
     assert info.value.diagnostics[0].code == "X006"
 
 
@@ -249,7 +249,7 @@ def test_compiled_networks_train_like_plain_ones(registry, one_thread, monkeypat
     states = []
     for flag in ("false", "true"):
         program = compile_file(VAE, [*opts, f"train.compile={flag}"], registry).program
-        trainer = Trainer(program, registry)
+        trainer = Trainer(program)
         trainer.step()
         trainer.step()
         states.append(trainer.model.nets.state_dict())
@@ -265,7 +265,7 @@ def test_compiled_gan_alternates_phases_like_eager(registry, one_thread, monkeyp
     opts = [*GAN_OPTS, "networks.generator.hidden=[8]", "networks.discriminator.hidden=[8]", "edges.1.options.r1=0"]  # no double backward when compiled
     states = []
     for flag in ("false", "true"):
-        trainer = Trainer(compile_file(GAN, [*opts, f"train.compile={flag}"], registry).program, registry)
+        trainer = Trainer(compile_file(GAN, [*opts, f"train.compile={flag}"], registry).program)
         before = {k: v.clone() for k, v in trainer.model.nets["generator"].state_dict().items()}
         trainer.run_phase(trainer.runners[0])  # the discriminator phase leaves the generator as it was
         assert all(torch.equal(v, trainer.model.nets["generator"].state_dict()[k]) for k, v in before.items())
@@ -282,7 +282,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @cuda
 def test_cuda_fp16_step_uses_a_gradient_scaler(registry):
     program = compile_file(VAE, ["train.device=cuda", "train.precision=fp16", "train.batch_size=32"], registry).program
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     assert all(r.scaler is not None for r in trainer.runners)
     trainer.step()
     assert torch.isfinite(trainer.runners[0].last["elbo"]) and trainer.runners[0].scaler.get_scale() > 0
@@ -294,7 +294,7 @@ def test_cuda_conv_networks_are_channels_last(registry):
     from torch import nn
 
     program = compile_file(VAE, ["train.device=cuda"], registry).program
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     convs = [m for net in trainer.model.nets.values() for m in net.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         pytest.skip("this spec has no convolutional network")

@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import CODES
 
 README = (ROOT / "README.md").read_text()

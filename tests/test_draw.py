@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ROOT, SPECS
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.graph.model import build_graph
 from unigen.spec.load import load_spec
 from unigen.tools import draw as drawmod
@@ -44,10 +44,10 @@ def test_draw_dot_of_aae_has_every_edge_styled_by_kind(registry):
 
 def test_draw_madgan_indicator_says_which_latent_it_also_tells(registry):
     program = compile_file(ROOT / "specs" / "madgan-ring.yaml", registry=registry).program
-    text = to_dot(describe(program.graph, program.notes))
+    text = to_dot(describe(program.graph, {e.name: e.note for e in program.links()}))
     assert re.search(r'"link:adv_x" \[[^\n]*label=<y<BR/>.*adv_x<BR/>also tells which<BR/>`c` made each fake', text)
     gan = compile_file(ROOT / "specs" / "gan-ring.yaml", registry=registry).program
-    assert "also tells" not in to_dot(describe(gan.graph, gan.notes))
+    assert "also tells" not in to_dot(describe(gan.graph, {e.name: e.note for e in gan.links()}))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)

@@ -12,11 +12,11 @@ import torch
 from conftest import ROOT
 from test_resume import assert_equal, final_state, loss_rows
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import export_weights
 from unigen.runs.driver import train_run
-from unigen.train.trainer import Trainer
+from unigen.training.trainer import Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 SMALL = ["train.log_every=3", "train.eval_samples=300", "train.sample_every=4", "networks.generator.hidden=[32, 32]", "networks.discriminator.hidden=[32, 32]", "train.batch_size=64", "train.device=cpu"]
@@ -38,7 +38,7 @@ def params(net: torch.nn.Module) -> list[torch.Tensor]:
 def test_average_follows_the_generator_updates(registry):
     program = compile_file(GAN, [*EMA, "phases.generator.repeats=2"], registry).program
     assert "(ema 0.9)" in str(program)
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     avg_net, live = trainer.model.averages.copies["generator"], trainer.model.nets["generator"]
     assert "discriminator" not in trainer.model.averages.copies  # only where asked
     assert all(not p.requires_grad for p in avg_net.parameters())
@@ -60,7 +60,7 @@ def test_average_follows_the_generator_updates(registry):
 
 def test_metrics_use_the_average(registry):
     program = compile_file(GAN, EMA, registry).program
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     for _ in range(20):
         trainer.step()
     ours = trainer.evaluate()
@@ -68,7 +68,7 @@ def test_metrics_use_the_average(registry):
 
     def direct() -> dict[str, float]:  # the metric on whatever `nets["generator"]` holds, same noise as `evaluate`
         model.eval()
-        with torch.no_grad(), trainer.fork_rng(program.spec.train.seed + 12345):
+        with torch.no_grad(), trainer.fork_rng(program.train.seed + 12345):
             out = metric.compute(model)
         model.train()
         return out

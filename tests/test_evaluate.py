@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import ROOT
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.runs.best import BestKeeper
 from unigen.runs.driver import train_run
-from unigen.train.model import Model
+from unigen.training.model import Model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -163,7 +163,7 @@ def test_plot_draws_loss_and_metric_curves(cli, runs, tmp_path):
 
 def test_code_accuracy_of_a_qnet_that_reads_the_modes(registry):
     program = compile_file(ROOT / "specs" / "infogan-ring.yaml", ["train.device=cpu", "networks.qnet.hidden=[]", "data.n_train=500", "data.n_test=800"], registry).program
-    model = Model(program, registry, torch.device("cpu")).eval()
+    model = Model(program, torch.device("cpu")).eval()
     modes = model.dataset.info["modes"]
     perm = torch.tensor([3, 0, 7, 5, 1, 2, 6, 4])
     layer = model.nets["qnet"].body[0]
@@ -185,8 +185,8 @@ def test_feature_classifier_is_cached_keyed_and_rebuilt(registry, tmp_path, monk
     monkeypatch.setenv("UNIGEN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(features, "_MEMO", {})
     program = compile_file(ROOT / "specs" / "vae-digits.yaml", ["train.device=cpu"], registry).program
-    ds = Model(program, registry, torch.device("cpu")).dataset
-    options = program.option("data", "source")
+    ds = Model(program, torch.device("cpu")).dataset
+    options = program.data.options
     small = features.Settings(epochs=3)
     net, acc = features.feature_classifier("digits", options, "x", ds.train, ds.test, 10, small)
     files = list((tmp_path / "cache" / "features").glob("digits-*.pt"))

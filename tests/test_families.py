@@ -18,9 +18,9 @@ import torch
 from conftest import ROOT
 from formula import CPU, SEED, TOL, float64, num, trained_summary, with_batch  # noqa: F401  (float64: autouse fixture)
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.train.model import StepContext
+from unigen.training.model import StepContext
 
 SPECS = ROOT / "specs"
 AE, SPARSE, DAE = SPECS / "ae-digits.yaml", SPECS / "sparse-ae-digits.yaml", SPECS / "denoising-ae-digits.yaml"

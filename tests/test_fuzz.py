@@ -37,12 +37,12 @@ from unigen import hookimpl
 from unigen.api.kinds import Bound, Term
 from unigen.api.registry import load_registry
 from unigen.cli.commands import main
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import CODES, UnigenError
 from unigen.runs.checkpoints import load_checkpoint
 from unigen.spec.source import load_yaml
-from unigen.train import networks as runtime
-from unigen.train.trainer import NonFiniteLoss, Trainer
+from unigen.training import networks as runtime
+from unigen.training.trainer import NonFiniteLoss, Trainer
 
 BASES = {name: (ROOT / "specs" / f"{name}.yaml").read_text(encoding="utf-8") for name in ("vae-digits", "gan-ring")}
 DOCS = {name: load_yaml(text)[0] for name, text in BASES.items()}
@@ -399,7 +399,7 @@ def check_case(data: bytes, registry: Any) -> None:
         STATS["validated"] += 1
         try:
             program = compile_file(path, registry=registry).program
-            trainer = Trainer(program, registry, device="cpu")
+            trainer = Trainer(program, device="cpu")
             trainer.step()
         except NonFiniteLoss:  # what `compile-and-train` reports as R001
             STATS["step refused (R001)"] += 1
@@ -513,7 +513,7 @@ def test_fuzz_found_network_crashes_are_g016(old: str, new: str, message: str, t
     path.write_text(GAN_TEXT.replace(old, new))
     program = compile_file(path, ["train.device=cpu"], registry=registry).program
     with pytest.raises(UnigenError) as info:
-        Trainer(program, registry)
+        Trainer(program)
     assert message in str(info.value)
 
 
@@ -575,7 +575,7 @@ def test_fuzz_exception_in_a_step_is_r004_naming_phase_term_and_step(tmp_path: P
 
 def test_fuzz_term_returning_no_scalar_is_r004(tmp_path: Path, registry) -> None:
     program = compile_file(ROOT / "specs" / "vae-digits.yaml", ["train.device=cpu", "networks.encoder.hidden=[8]", "networks.decoder.hidden=[8]"], registry=registry).program
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     ref = program.phases[0].terms[0]
     real = ref.bound.loss
     object.__setattr__(ref.bound, "loss", lambda ctx: real(ctx).expand(3))

@@ -16,9 +16,9 @@ from torch import nn
 from unigen import hookimpl
 from unigen.api.kinds import Arch, Bound, Options, Term
 from unigen.api.registry import load_registry
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.runs.driver import train_run
-from unigen.train.trainer import HEALTH_PATIENCE, Trainer
+from unigen.training.trainer import HEALTH_PATIENCE, Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 VAE = ROOT / "specs" / "vae-digits.yaml"
@@ -117,7 +117,7 @@ def test_health_streak_is_needed_and_each_kind_is_reported_once(tmp_path: Path, 
     path = tmp_path / "sick.yaml"
     path.write_text(GAN.read_text().replace("terms: [adversarial.g]", "terms: [adversarial.g, sick]"))
     program = compile_file(path, ["train.device=cpu", "train.batch_size=16", "networks.generator.hidden=[8]", "networks.discriminator.hidden=[8]"], registry=reg).program
-    trainer = Trainer(program, reg)
+    trainer = Trainer(program)
     trainer.health.monitors = []  # this test is about the streak of a term's warning
     found = []
     for _ in range(2 * HEALTH_PATIENCE):  # sick every other call: never HEALTH_PATIENCE in a row
@@ -135,19 +135,19 @@ def test_health_streak_is_needed_and_each_kind_is_reported_once(tmp_path: Path, 
     assert found[0]["message"] == f"phase `generator`, term `sick`: it is odd; expected even (at {HEALTH_PATIENCE} logged steps in a row, up to step {step})."
     assert trainer.health_warnings == found
     # The streaks and the warnings given travel with checkpoints.
-    again = Trainer(program, reg)
+    again = Trainer(program)
     again.load_state_dict(trainer.state_dict())
     assert again.health_warnings == found
 
 
 def test_health_diversity_of_a_collapsed_generator(tmp_path: Path, reg):
     program = compile_file(constant_gan(tmp_path), ["train.device=cpu", "train.batch_size=16", "networks.discriminator.hidden=[8]"], registry=reg).program
-    trainer = Trainer(program, reg)
+    trainer = Trainer(program)
     [monitor] = trainer.health.monitors  # the generator side's term watches the samples' spread
     found = trainer.health.run_monitor(monitor)
     assert found is not None and found[0] == "diversity/x"
     assert "generated samples of `x` have lost their diversity" in found[1] and "std across a batch of 256 is 0" in found[1]
-    healthy = Trainer(compile_file(GAN, ["train.device=cpu", "networks.generator.hidden=[8]"], registry=reg).program, reg)
+    healthy = Trainer(compile_file(GAN, ["train.device=cpu", "networks.generator.hidden=[8]"], registry=reg).program)
     assert healthy.health.run_monitor(healthy.health.monitors[0]) is None
     before = torch.random.get_rng_state()
     healthy.health.run_monitor(healthy.health.monitors[0])

@@ -12,10 +12,10 @@ import torch
 from conftest import ROOT
 from unigen_conv import nets
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.driver import train_run
-from unigen.train.data import load_dataset
+from unigen.training.data import load_dataset
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 
@@ -126,7 +126,7 @@ def write_mnist(folder: Path, n_train: int = 6, n_test: int = 3, gz: bool = True
 
 def mnist(registry, path: Path, *extra: str):
     program = compile_file(ROOT / "specs" / "dcgan-mnist.yaml", [f"data.path={path}", *extra], registry).program
-    return load_dataset(program, registry)
+    return load_dataset(program)
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
@@ -214,7 +214,7 @@ def test_image_folder_reads_class_subfolders(tmp_path, registry, write_spec):
         for i in range(4):
             Image.new("L", (16, 16), color=value).save(tmp_path / "img" / c / f"{i}.png")
     program = compile_file(folder_spec(write_spec, tmp_path / "img"), [], registry).program
-    ds = load_dataset(program, registry)
+    ds = load_dataset(program)
     assert ds.train["x"].shape == (6, 1, 8, 8) and ds.test["x"].shape == (2, 1, 8, 8)
     x = torch.cat([ds.train["x"], ds.test["x"]])
     label = torch.cat([ds.train["label"], ds.test["label"]])
@@ -226,13 +226,13 @@ def test_image_folder_errors(tmp_path, registry, write_spec):
     spec = folder_spec(write_spec, tmp_path / "img")
     program = compile_file(spec, [], registry).program
     with pytest.raises(UnigenError) as info:
-        load_dataset(program, registry)
+        load_dataset(program)
     assert codes(info) == ["D010"]
     (tmp_path / "img" / "a").mkdir(parents=True)
     with pytest.raises(UnigenError) as info:
-        load_dataset(program, registry)
+        load_dataset(program)
     assert codes(info) == ["D012"] and "hold no images" in str(info.value)
     (tmp_path / "img" / "a" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(UnigenError) as info:
-        load_dataset(program, registry)
+        load_dataset(program)
     assert codes(info) == ["D013"] and "broken.png" in str(info.value)

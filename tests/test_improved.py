@@ -8,9 +8,9 @@ import torch
 from conftest import ROOT
 from test_objectives import SEED, N, build, close, close_grads, hand_fake, ours
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.train.model import StepContext
+from unigen.training.model import StepContext
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 

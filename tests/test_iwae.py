@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from unigen.compile.compiler import compile_file
-from unigen.train.model import Model
+from unigen.compiler.compiler import compile_file
+from unigen.training.model import Model
 
 SPEC = """
 unigen: 1
@@ -32,7 +32,7 @@ A, S2 = 1.5, 0.3  # x = A z + N(0, S2): p(x) = N(0, A^2 + S2), p(z | x) = N(A x 
 
 def linear_model(write_spec, registry, enc_scale: float = 1.0, enc_var_scale: float = 1.0) -> Model:
     program = compile_file(write_spec(SPEC), ["train.device=cpu"], registry).program
-    model = Model(program, registry, torch.device("cpu"))
+    model = Model(program, torch.device("cpu"))
     dec, enc = model.nets["decoder"].body[0], model.nets["encoder"].body[0]
     with torch.no_grad():
         for layer in (dec, enc):
@@ -86,7 +86,7 @@ def test_iwae_applies_only_with_densities(registry):
     from conftest import ROOT
 
     metric = registry.get("metrics", "iwae")
-    gan = Model(compile_file(ROOT / "specs" / "gan-ring.yaml", ["train.device=cpu"], registry).program, registry, torch.device("cpu"))
-    vae = Model(compile_file(ROOT / "specs" / "vae-digits.yaml", ["train.device=cpu"], registry).program, registry, torch.device("cpu"))
+    gan = Model(compile_file(ROOT / "specs" / "gan-ring.yaml", ["train.device=cpu"], registry).program, torch.device("cpu"))
+    vae = Model(compile_file(ROOT / "specs" / "vae-digits.yaml", ["train.device=cpu"], registry).program, torch.device("cpu"))
     assert not metric.applies(gan) and metric.applies(vae)
     assert metric.during_training is False

@@ -408,12 +408,12 @@ def test_override_into_a_list_the_family_fills_in(registry):
 
 
 def test_sourcemap_problem_in_family_defaults_points_at_the_family_line(registry):
-    from unigen.compile.program import compile_program
+    from unigen.compiler.compiler import compile_spec
 
     text = "unigen: 1\nname: tiny\ndescription: digits as images\nfamily: vae\ndata: {source: digits, flatten: false}\n"
     spec, smap, _ = parse_spec(text, "spec.yaml", registry=registry)
     with pytest.raises(UnigenError) as info:
-        compile_program(spec, registry, smap)
+        compile_spec(spec, registry, smap)
     diag = one(info.value.diagnostics, "G012")
     assert dotted(diag.path) == "variables.x.shape"
     assert (diag.line, diag.col) == (4, 1)  # `variables` came from the family

@@ -12,12 +12,11 @@ import torch
 from conftest import ROOT
 from formula import TOL, float64, num, trained_summary, with_batch  # noqa: F401  (float64: autouse fixture)
 
-from unigen.compile.compiler import compile_file
-from unigen.compile.program import format_program
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.driver import train_run
 from unigen.runs.evaluate import open_run
-from unigen.train.model import StepContext
+from unigen.training.model import StepContext
 
 MADGAN = ROOT / "specs" / "madgan-ring.yaml"
 SMALL = ["networks.generator.hidden=[16, 16]", "networks.discriminator.hidden=[16, 16]"]
@@ -165,7 +164,7 @@ def test_multi_mlp_needs_a_one_hot_first_parent(registry):
 
 
 def test_program_says_what_the_discriminator_tells(registry):
-    text = format_program(compile_file(MADGAN, [], registry).program)
+    text = str(compile_file(MADGAN, [], registry).program)
     assert "also tells which `c` made each fake" in text and "[8], [16] -> [2]" in text and "[2] -> [9]" in text
 
 
@@ -198,7 +197,7 @@ def test_madgan_family_fills_in_generators_and_identification(registry, write_sp
     program = compile_file(spec, [], registry).program
     (link,) = program.graph.of_kind("adversarial")
     assert link.options == {"identify": "c"} and link.objective == "nonsaturating"
-    assert program.spec.networks["generator"].arch == "multi_mlp"
+    assert program.networks["generator"].arch == "multi_mlp"
     assert program.graph.shape("c") == (8,) and program.graph.into("x", "generative").parents == ("c", "z")
 
 

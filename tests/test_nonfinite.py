@@ -20,11 +20,11 @@ from pydantic import Field
 from unigen import hookimpl
 from unigen.api.kinds import Bound, Options, Term
 from unigen.api.registry import load_registry
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import load_checkpoint
 from unigen.runs.driver import train_run
-from unigen.train.trainer import NonFiniteLoss, Trainer
+from unigen.training.trainer import NonFiniteLoss, Trainer
 
 
 class PoisonOptions(Options):
@@ -138,7 +138,7 @@ def test_nonfinite_every_step_is_checked(poisoned, reg, each_phase: bool):
     """On the CPU each phase loss is read at once; on a GPU the finiteness flags of a step are
     read once at its end. Both catch a NaN at the step it happens, whatever `log_every` is."""
     program = compile_file(poisoned("raise", at=[3]), [*SMALL, "train.log_every=1000"], reg).program
-    trainer = Trainer(program, reg)
+    trainer = Trainer(program)
     trainer.checks.each_phase = each_phase
     trainer.step()
     trainer.step()
@@ -153,7 +153,7 @@ def test_nonfinite_flags_kept_on_the_device_are_read_where_a_good_state_is_taken
     """One process on a GPU reads the flags at logged steps (here every 4th), not every step:
     the NaN of step 3 surfaces at step 4, still naming step 3, its phase and its term."""
     program = compile_file(poisoned("raise", at=[3]), [*SMALL, "train.log_every=4"], reg).program
-    trainer = Trainer(program, reg)
+    trainer = Trainer(program)
     trainer.checks.each_phase, trainer.checks.deferred = False, True
     for _ in range(3):
         trainer.step()
@@ -182,7 +182,7 @@ def test_cuda_nonfinite_policies_with_flags_on_the_device(poisoned, reg, tmp_pat
 
 def test_nonfinite_skip_leaves_that_update_out(poisoned, reg):
     program = compile_file(poisoned("skip", at=[3]), SMALL, reg).program
-    trainer = Trainer(program, reg)
+    trainer = Trainer(program)
     seen = []
     trainer.on_skip = seen.append
     trainer.step()
@@ -229,7 +229,7 @@ def test_nonfinite_rollback_restores_last_good_state_and_goes_on(poisoned, reg, 
 
 def test_nonfinite_rollback_returns_exactly_to_the_snapshot(poisoned, reg):
     program = compile_file(poisoned("rollback", at=[3]), SMALL, reg).program
-    trainer = Trainer(program, reg)
+    trainer = Trainer(program)
     trainer.step()
     good = trainer.snapshot()
     saved = params(trainer)

@@ -10,9 +10,9 @@ import torch
 from conftest import ROOT
 
 from plugins.unigen_gan.objectives import gradient_penalty
-from unigen.compile.compiler import compile_file
-from unigen.train.data import load_dataset
-from unigen.train.model import Model, StepContext
+from unigen.compiler.compiler import compile_file
+from unigen.training.data import load_dataset
+from unigen.training.model import Model, StepContext
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 SEED = 4321
@@ -52,8 +52,8 @@ def build(registry, objective, extra=()):
     opts = ["train.device=cpu", f"edges.1.objective={objective}", "edges.1.options.r1=0", "networks.generator.hidden=[32, 32]", "networks.discriminator.hidden=[32, 32]", *extra]
     program = compile_file(GAN, opts, registry).program
     if "ring" not in _DATA:
-        _DATA["ring"] = load_dataset(program, registry)
-    model = Model(program, registry, CPU, _DATA["ring"])
+        _DATA["ring"] = load_dataset(program)
+    model = Model(program, CPU, _DATA["ring"])
     x = model.dataset.train["x"][:N].double()
     return program, model, x
 

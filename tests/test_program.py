@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SPECS
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -50,6 +50,6 @@ def test_program_family_defaults_fill_a_short_spec(write_spec, registry):
           z: {prior: normal, shape: [4]}
     """)
     program = compile_file(path, registry=registry).program
-    assert program.spec.variables["z"].shape == [4]  # the user's value wins
-    assert program.spec.variables["x"].shape == [64]  # the family's default fills in
+    assert program.variables["z"].shape == (4,)  # the user's value wins
+    assert program.variables["x"].shape == (64,)  # the family's default fills in
     assert [p.name for p in program.phases] == ["elbo"]

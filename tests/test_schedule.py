@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.train.trainer import Trainer
+from unigen.training.trainer import Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
 
@@ -41,7 +41,7 @@ def test_learning_rate_follows_the_half_cosine(registry, kind):
 def test_phase_schedule_counts_repeats(registry):
     program = compile_file(GAN, ["train.device=cpu", "train.batch_size=32", "phases.discriminator.repeats=2", "phases.discriminator.optim.lr_end=1e-5", "phases.discriminator.optim.lr_steps=10"], registry).program
     assert "lr_end=1e-05, lr_steps=10" in str(program)
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     for _ in range(3):
         trainer.step()
     disc, gen = trainer.runners

@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from unigen.compile.compiler import compile_file
-from unigen.train.data import load_dataset
-from unigen.train.model import Model, StepContext
+from unigen.compiler.compiler import compile_file
+from unigen.training.data import load_dataset
+from unigen.training.model import Model, StepContext
 
 VAE = ROOT / "specs" / "vae-digits.yaml"
 GAN = ROOT / "specs" / "gan-ring.yaml"
@@ -41,8 +41,8 @@ _DATASETS: dict = {}  # loaded once per spec; the overrides used here leave the 
 def build(registry, path, overrides=()):
     program = compile_file(path, ["train.device=cpu", *overrides], registry).program
     if path not in _DATASETS:
-        _DATASETS[path] = load_dataset(program, registry)
-    model = Model(program, registry, CPU, _DATASETS[path])
+        _DATASETS[path] = load_dataset(program)
+    model = Model(program, CPU, _DATASETS[path])
     x = model.dataset.train["x"][:32].double()
     return program, model, x
 

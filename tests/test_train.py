@@ -11,10 +11,10 @@ import torch
 import yaml
 from conftest import ROOT, SPECS
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.runs.checkpoints import load_checkpoint
 from unigen.runs.driver import train_run
-from unigen.train.trainer import Trainer
+from unigen.training.trainer import Trainer
 
 LOCAL_DATA = {s for s in SPECS if "path" in (yaml.safe_load(s.read_text()).get("data") or {})}
 
@@ -52,7 +52,7 @@ def test_train_is_deterministic_for_a_seed(registry):
     path = ROOT / "specs" / "gan-ring.yaml"
 
     def params_after(steps: int) -> list[torch.Tensor]:
-        trainer = Trainer(compile_file(path, ["train.device=cpu"], registry).program, registry)
+        trainer = Trainer(compile_file(path, ["train.device=cpu"], registry).program)
         for _ in range(steps):
             trainer.step()
         return [p.detach().clone() for p in trainer.model.parameters()]
@@ -63,7 +63,7 @@ def test_train_is_deterministic_for_a_seed(registry):
 
 def test_train_phase_updates_only_its_networks(registry):
     program = compile_file(ROOT / "specs" / "gan-ring.yaml", ["train.device=cpu"], registry).program
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     gen_before = [p.detach().clone() for p in trainer.model.nets["generator"].parameters()]
     disc_before = [p.detach().clone() for p in trainer.model.nets["discriminator"].parameters()]
     trainer.run_phase(trainer.runners[0])  # the discriminator phase

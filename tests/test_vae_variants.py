@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from conftest import ROOT
 from formula import CPU, SEED, TOL, float64, model64, num, trained_summary  # noqa: F401  (float64: autouse fixture)
 
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
-from unigen.train.data import load_dataset, mask_key
-from unigen.train.model import StepContext
+from unigen.training.data import load_dataset, mask_key
+from unigen.training.model import StepContext
 
 SPECS = ROOT / "specs"
 BETA, CVAE, M2, AA = (SPECS / f"{n}.yaml" for n in ("beta-vae-digits", "cvae-digits", "m2-digits", "aa-vae-digits"))
@@ -226,9 +226,9 @@ def test_digits_labelled_fraction_hides_labels_by_class(registry):
     assert bool((train["label"][~keep] == -1).all())
     assert bool((test["labelled"] == 1).all()) and float(test["y"].sum()) == len(test["y"])
     # Fixed by the label seed, not by the training seed.
-    again = load_dataset(compile_file(M2, ["train.seed=7"], registry).program, registry)
+    again = load_dataset(compile_file(M2, ["train.seed=7"], registry).program)
     assert torch.equal(again.train["labelled"] > 0.5, keep)
-    other = load_dataset(compile_file(M2, ["data.label_seed=1"], registry).program, registry)
+    other = load_dataset(compile_file(M2, ["data.label_seed=1"], registry).program)
     assert not torch.equal(other.train["labelled"] > 0.5, keep)
 
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import yaml
 
-from unigen.compile.program import compile_program
+from unigen.compiler.compiler import compile_spec
 from unigen.errors import Diagnostic, UnigenError, dotted
 from unigen.spec.load import parse_spec
 
@@ -64,7 +64,7 @@ def check(registry):
     def run(text: str) -> list[Diagnostic]:
         try:
             spec, smap, _ = parse_spec(text, "spec.yaml", registry=registry)
-            compile_program(spec, registry, smap)
+            compile_spec(spec, registry, smap)
         except UnigenError as exc:
             return exc.diagnostics
         return []

@@ -1,6 +1,6 @@
 """unigen: deep generative models as graphical-model specs, compiled into training phases.
 
-The pipeline: `load_spec` -> `build_graph` -> `validate_graph` -> `compile_program` -> `Trainer`.
+The pipeline: `load_spec` -> `build_graph` -> `validate_graph` -> `bind_phases` -> `build_program` -> `Trainer`.
 Families, terms, networks, distributions, datasets and metrics come from pluggy plugins.
 
 The public API (docs/api.md), for notebooks, scripts and plugin authors:
@@ -17,17 +17,9 @@ is imported on first use.
 
 from __future__ import annotations
 
-import types as _types
-from collections.abc import Callable as _Callable
 from collections.abc import Iterable as _Iterable
 from typing import TYPE_CHECKING, Any
 
-# The subpackages `unigen.compile` and `unigen.train` share their names with the API functions
-# `unigen.compile(...)` and `unigen.train(...)`. Both are kept: the packages (their __init__s
-# only, which import nothing) are made callable below, so `unigen.train(...)` trains and
-# `unigen.train.trainer` is still the module.
-import unigen.compile as _compile_package
-import unigen.train as _train_package
 from unigen.api.hookspecs import PLUGIN_API, hookimpl
 from unigen.errors import Diagnostic, UnigenError
 
@@ -35,11 +27,11 @@ if TYPE_CHECKING:
     from os import PathLike
 
     from unigen.api.registry import Registry, default_registry, load_registry
-    from unigen.compile.program import Program
+    from unigen.compiler.program import Program
     from unigen.runs.handle import Run
     from unigen.spec.models import Spec
-    from unigen.train.model import Model
-    from unigen.train.trainer import Trainer
+    from unigen.training.model import Model
+    from unigen.training.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -106,7 +98,7 @@ def validate(path: str | PathLike[str], overrides: str | _Iterable[str] = (), *,
     exceptions (a bug in a plugin) are not caught.
     """
     from unigen.api.registry import default_registry
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
 
     try:
         compile_file(path, _overrides(overrides), registry or default_registry())
@@ -115,7 +107,7 @@ def validate(path: str | PathLike[str], overrides: str | _Iterable[str] = (), *,
     return []
 
 
-def _compile(path: str | PathLike[str], overrides: str | _Iterable[str] = (), *, registry: Registry | None = None) -> Program:
+def compile(path: str | PathLike[str], overrides: str | _Iterable[str] = (), *, registry: Registry | None = None) -> Program:
     """Compile a spec into its training program, as `unigen compile` does.
 
     Args:
@@ -124,19 +116,19 @@ def _compile(path: str | PathLike[str], overrides: str | _Iterable[str] = (), *,
         registry: the plugins to use; by default the installed ones.
 
     Returns:
-        the `Program`: `program.spec`, `program.graph`, `program.phases`; `str(program)` is
+        the `Program`: its resolved nodes (`program.data`, `.variables`, `.edges`, `.networks`, `.phases`, `.train`); `str(program)` is
         the text `unigen compile` prints (it starts `program NAME`).
 
     Raises:
         UnigenError: with every diagnostic found, when the spec does not compile.
     """
     from unigen.api.registry import default_registry
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
 
     return compile_file(path, _overrides(overrides), registry or default_registry()).program
 
 
-def _train(
+def train(
     path: str | PathLike[str],
     overrides: str | _Iterable[str] = (),
     out: str | PathLike[str] | None = None,
@@ -212,50 +204,14 @@ def open_run(run_dir: str | PathLike[str], checkpoint: str = "last", device: str
     return Run(path, checkpoint, device, registry)
 
 
-# ------------------------------------------------------------------ unigen.compile, unigen.train
-def _signature(function: _Callable[..., Any]) -> Any:
-    import inspect
-
-    return inspect.signature(function)
-
-
-def _callable_package(package: _types.ModuleType, function: _Callable[..., Any]) -> None:
-    """Make `package` callable as `function`, with its docstring and signature (for `help`,
-    `inspect.signature` and notebooks); its submodules stay its attributes."""
-
-    def __call__(self: _types.ModuleType, *args: Any, **kwargs: Any) -> Any:
-        return function(*args, **kwargs)
-
-    name = package.__name__
-    __call__.__doc__ = function.__doc__
-    doc = f"`{name}(...)`: {function.__doc__}\n\n`{name}` is also the package of that pipeline layer ({name}.*)."
-    namespace = {
-        "__call__": __call__,
-        "__doc__": property(lambda self: doc),
-        "__signature__": property(lambda self: _signature(function)),
-        "__module__": __name__,
-    }
-    package.__class__ = type(f"CallablePackage[{name}]", (_types.ModuleType,), namespace)
-
-
-_callable_package(_compile_package, _compile)
-_callable_package(_train_package, _train)
-if TYPE_CHECKING:  # what type checkers and editors should see: the functions
-    compile = _compile
-    train = _train
-else:
-    compile = _compile_package
-    train = _train_package
-
-
 # ------------------------------------------------------------------ lazy names (PEP 562)
 def __getattr__(name: str) -> Any:
     if name == "Run":
         from unigen.runs.handle import Run as value
     elif name == "Trainer":
-        from unigen.train.trainer import Trainer as value
+        from unigen.training.trainer import Trainer as value
     elif name == "Model":
-        from unigen.train.model import Model as value
+        from unigen.training.model import Model as value
     elif name == "load_registry":
         from unigen.api.registry import load_registry as value
     elif name == "default_registry":

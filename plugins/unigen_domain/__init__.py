@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from unigen_ssvae.terms import LabelNLL
+
 from unigen import hookimpl
 
 from .data import DigitsShift
-from .terms import Supervised, TargetAccuracy
+from .terms import TargetAccuracy
 
 
 @hookimpl
@@ -25,7 +27,8 @@ def unigen_register_datasets(register: Any) -> None:
 
 @hookimpl
 def unigen_register_terms(register: Any) -> None:
-    register("supervised", Supervised())
+    # The classifier term of the semi-supervised VAE, on features the q-trace infers (DANN's h).
+    register("supervised", LabelNLL("supervised", features=True, doc="supervised fit of an inference edge into an observed variable: -E_q[log q(y|pa)] with y from the data, gradient through the parents (a classifier on learnt features)"))
 
 
 @hookimpl

@@ -1,38 +1,15 @@
-"""`supervised`: -E_q[log q(y | h)] for an inference edge into an observed variable (a label);
-`target_accuracy`: the label edge's accuracy on the target domain of a shifted dataset."""
+"""`target_accuracy`: the label edge's accuracy on the target domain of a shifted dataset.
+
+The plugin's `supervised` term, -E_q[log q(y | h)] on a classifier over learnt features, is the
+semi-supervised VAE's `label_nll` with latent parents allowed: `unigen_ssvae.terms.LabelNLL`
+with `features=True` (registered in __init__.py)."""
 
 from __future__ import annotations
 
 import torch
 
-from unigen.api.contexts import EdgeInfo, GraphView, ModelView, StepContext
-from unigen.api.kinds import Bound, Metric, Site, Term, TermError
-
-
-class Supervised(Term):
-    target = "inference"
-    doc = "supervised fit of an inference edge into an observed variable: -E_q[log q(y|pa)] with y from the data, gradient through the parents (a classifier on learnt features)"
-
-    def bind(self, site: Site) -> Bound:
-        graph, e = site.graph, site.edge
-        assert e is not None and e.child is not None
-        y = e.child
-        if not graph.variables[y].observed:
-            raise TermError(f"`{y}` is latent: the q-trace samples it from this edge, so there is no data to fit it to.", "attach `supervised` to an inference edge into an observed variable (a label), or use `sleep` for a latent code.")
-        if not site.registry.get("distributions", e.dist or "").has_density:
-            raise TermError(f"inference edge `{e.name}` is `{e.dist}` and has no density, so log q({y}|{','.join(e.parents)}) is undefined.", "give it a density, e.g. `dist: categorical` for a one-hot label.")
-        for p in e.parents:
-            if graph.q_source(p) == "none":
-                raise TermError(f"`{p}` has no value in the q-trace.", f"add an inference edge into `{p}`.")
-
-        def loss(ctx: StepContext) -> torch.Tensor:
-            q = ctx.q
-            return -q.cond(e).log_prob(q[y]).mean()
-
-        reaches = graph.nets_of(e)
-        for p in e.parents:
-            reaches |= graph.nets_behind(p, "q")
-        return Bound(loss, f"-E_q[log q({y}|{','.join(e.parents)})], {y} from the data", frozenset("q"), frozenset(reaches))
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView
+from unigen.api.kinds import Metric
 
 
 def label_edge(graph: GraphView, mapping: dict[str, str]) -> EdgeInfo | None:

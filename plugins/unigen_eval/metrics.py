@@ -64,7 +64,7 @@ class SampleQuality(Metric):
         assert target is not None
         var, field, classes = target
         ds = model.dataset
-        net, acc = feature_classifier(model.program.spec.data.source, model.program.option("data", "source"), field, ds.train, ds.test, classes)
+        net, acc = feature_classifier(model.program.data.source, model.program.data.options, field, ds.train, ds.test, classes)
         test = ds.test[field]
         n = min(o.samples or len(test), len(test), len(ds.train[field]))
         real = test[:n]
@@ -137,7 +137,7 @@ class CodeAccuracy(Metric):
         assert target is not None
         _, field, classes = target
         ds = model.dataset
-        net, _ = feature_classifier(model.program.spec.data.source, model.program.option("data", "source"), field, ds.train, ds.test, classes)
+        net, _ = feature_classifier(model.program.data.source, model.program.data.options, field, ds.train, ds.test, classes)
         return net(x)[1].argmax(1)
 
     @torch.no_grad()
@@ -156,7 +156,7 @@ class CodeAccuracy(Metric):
         assert inf is not None
         kind, options, event_dims = model.edge_dist[inf.name]
         inferred = kind.make(model.nets[inf.net](test_x), event_dims, options).mean.argmax(1)
-        n = model.program.spec.train.eval_samples
+        n = model.program.train.eval_samples
         trace = model.trace("p", None, n)
         code = trace[c].argmax(1)
         gen = graph.into(var, "generative")

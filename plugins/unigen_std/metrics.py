@@ -42,5 +42,5 @@ class ModeCoverage(Metric):
     def compute(self, model: ModelView) -> dict[str, float]:
         var = model.sampled_variable()
         assert var is not None
-        x = model.generate(model.program.spec.train.eval_samples, var)
+        x = model.generate(model.program.train.eval_samples, var)
         return mode_stats(x.reshape(len(x), -1), model.dataset.info["modes"], float(model.dataset.info["sigma"]))

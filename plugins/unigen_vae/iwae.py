@@ -50,7 +50,7 @@ class IWAEBound(Metric):
 
     def applies(self, model: ModelView) -> bool:
         try:
-            plan_elbo(model.program.graph, model.registry)
+            plan_elbo(model.program.graph, model.program.kinds)
         except TermError:
             return False
         return bool(model.dataset.test)
@@ -58,7 +58,7 @@ class IWAEBound(Metric):
     @torch.no_grad()
     def compute(self, model: ModelView) -> dict[str, float]:
         o = self.options or IWAEOptions()
-        plan = plan_elbo(model.program.graph, model.registry)
+        plan = plan_elbo(model.program.graph, model.program.kinds)
         test = model.observed_batch(model.dataset.test)
         n = min(o.examples, len(next(iter(test.values()))))
         per = max(1, o.rows // o.k)

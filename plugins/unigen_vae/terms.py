@@ -16,11 +16,10 @@ import torch
 from pydantic import Field
 from torch.distributions import kl_divergence
 
-from unigen.api.contexts import EdgeInfo, GraphView, ModelView, StepContext
+from unigen.api.contexts import EdgeInfo, GraphView, ModelView, RegistryView, StepContext
 from unigen.api.kinds import Bound, Family, Metric, Options, Site, Term, TermError, merge_defaults
-from unigen.api.registry import Registry
-from unigen.train.data import observed_rows
-from unigen.train.model import Trace
+from unigen.training.data import observed_rows
+from unigen.training.model import Trace
 
 
 class ELBOOptions(Options):
@@ -38,7 +37,7 @@ class _Plan:
     mask: str = ""  # the data field that marks the rows observing the partial variable
 
 
-def plan_elbo(graph: GraphView, registry: Registry) -> _Plan:
+def plan_elbo(graph: GraphView, registry: RegistryView) -> _Plan:
     spec = graph.spec
     recon, kls, priors = [], [], []
     partial = [v for v, var in spec.variables.items() if var.observed and var.mask]
@@ -206,13 +205,13 @@ class HeldOutELBO(Metric):
 
     def applies(self, model: ModelView) -> bool:
         try:
-            plan_elbo(model.program.graph, model.registry)
+            plan_elbo(model.program.graph, model.program.kinds)
         except TermError:
             return False
         return bool(model.dataset.test)
 
     def compute(self, model: ModelView) -> dict[str, float]:
-        plan = plan_elbo(model.program.graph, model.registry)
+        plan = plan_elbo(model.program.graph, model.program.kinds)
         test = model.observed_batch(model.dataset.test)
         n = len(next(iter(test.values())))
         rec_sum = kl_sum = 0.0

@@ -11,7 +11,7 @@ from pydantic import Field
 from unigen.api.contexts import EdgeInfo, GraphView, StepContext
 from unigen.api.kinds import Bound, Family, Options, Site, Term, TermError, merge_defaults
 from unigen.api.registry import Registry
-from unigen.train.model import Trace
+from unigen.training.model import Trace
 
 
 def _check(graph: GraphView, registry: Registry, e: EdgeInfo, trace: str) -> None:

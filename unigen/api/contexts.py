@@ -5,7 +5,7 @@ A term's `bind(site)` sees the model graph (`site.graph`, a `GraphView`) and its
 `ctx.q`: the two traces; `ctx.net(name)`: a network as this phase runs it). A metric's
 `applies(model)` and `compute(model)` see a `ModelView`. A dataset returns a `kinds.Dataset`
 whose `info` travels to metrics and sample pictures. The core implements these protocols
-(`unigen.graph.model.ModelGraph`, `unigen.train.model.Model`, `Trace`, `StepContext`); plugins
+(`unigen.graph.model.ModelGraph`, `unigen.training.model.Model`, `Trace`, `StepContext`); plugins
 should rely on what is written here only.
 """
 
@@ -68,7 +68,9 @@ class GraphView(Protocol):
 
 
 class TraceView(Protocol):
-    """The values of one side (p or q) for one batch, computed on first use."""
+    """The values of one side (p or q) for one batch, computed on first use: `trace[var]` is
+    `var`'s value (the p-trace samples roots from their priors and follows generative edges;
+    the q-trace takes observed variables from the batch and follows inference edges)."""
 
     side: str  # "p" or "q"
     n: int  # rows
@@ -82,7 +84,7 @@ class TraceView(Protocol):
 class ModelView(Protocol):
     """A built model on its device: what metrics, and terms through `ctx.model`, may read."""
 
-    program: Any  # the compiled `unigen.compile.program.Program`
+    program: Any  # the compiled `Program`: .graph (a GraphView), .kinds (the kinds it uses, as .get/.has), .data, .train, .variables
     device: torch.device
     nets: nn.ModuleDict  # the plain networks (call them through `ctx.net` in a loss)
     dataset: Any  # `kinds.Dataset` on the device: train, test, info

@@ -135,9 +135,14 @@ class Arch(ABC):
 
 @dataclass
 class Dataset:
+    """What a dataset kind's `load(options)` returns: a train and a test split, each a mapping of
+    field name to a tensor of rows, and `info`, which the core passes through unread to the
+    dataset's own pictures and to metrics (`model.dataset.info`: a mixture's modes and sigma,
+    an image's shape, whatever its plugin's metrics need)."""
+
     train: dict[str, torch.Tensor]
     test: dict[str, torch.Tensor]
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. modes, sigma, image shape
+    info: dict[str, Any] = field(default_factory=dict)  # read by the dataset's plugin and by metrics, never by the core
 
 
 class DatasetKind(ABC):

@@ -1,4 +1,4 @@
-"""Authoring commands: `draw`, `new`, `docs`. Kept apart from `cli.py`, which wires them in."""
+"""Authoring commands: `draw`, `new`, `docs`; `commands.py` wires them into the parser."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
     from unigen.tools.draw import draw
 
     compiled = compile_file(args.spec, args.overrides, common.registry())  # only a valid spec is drawn
-    engine = draw(compiled.program.graph, Path(args.output), args.engine, compiled.program.notes)
+    program = compiled.program
+    engine = draw(program.graph, Path(args.output), args.engine, {e.name: e.note for e in program.links()})
     print(f"wrote {args.output} ({engine})")
     return 0
 

@@ -16,23 +16,23 @@ EXIT_USAGE = 2
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
 
     compiled = compile_file(args.spec, args.overrides, common.registry())
     p = compiled.program
-    print(f"{args.spec}: ok — {len(p.spec.variables)} variables, {len(p.graph.edges)} edges, {len(p.spec.networks)} networks, {len(p.phases)} phases")
+    print(f"{args.spec}: ok — {len(p.variables)} variables, {len(p.edges)} edges, {len(p.networks)} networks, {len(p.phases)} phases")
     return 0
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
 
     print(compile_file(args.spec, args.overrides, common.registry()).program, end="")
     return 0
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
     from unigen.runs.rundir import dump_yaml
 
     print(dump_yaml(compile_file(args.spec, args.overrides, common.registry()).resolved), end="")
@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return dry_run(args.spec, args.overrides, common.registry(), args.device, sys.stdout)
     from unigen.runs.driver import train_run
-    from unigen.train.distributed import env_world
+    from unigen.training.distributed import env_world
 
     run = train_run(args.spec, args.overrides, out=args.out, steps=args.steps, device=args.device, registry=common.registry(), quiet=args.quiet, resume=args.resume, nproc_per_node=args.nproc_per_node, track=_tracks(args))
     world = env_world()

@@ -8,36 +8,25 @@ from typing import Any
 import networkx as nx
 import torch
 
-from unigen.api.kinds import Bound, Site, TermError
 from unigen.api.registry import Registry
-from unigen.errors import Diagnostic, Path, did_you_mean
+from unigen.errors import Diagnostic, Path, did_you_mean, exception_text
 from unigen.graph.model import EdgeInfo, ModelGraph
-
-
-@dataclass(frozen=True)
-class BoundRef:
-    """A phase's term after binding: what the compiler puts into the program."""
-
-    term: str
-    edge: EdgeInfo | None
-    weight: float
-    bound: Bound
-    path: Path
-
-    @property
-    def label(self) -> str:
-        return self.term + (f"@{self.edge.name}" if self.edge else "")
 
 
 @dataclass
 class Checked:
+    """What one validation pass has found so far, and the options it checked on the way
+    (rules read them: a dataset's fields, a network's shapes); the compiler resolves options
+    and binds terms itself."""
+
     diagnostics: list[Diagnostic]
-    options: dict[Path, Any]  # validated options of every registered kind used, by spec path
-    terms: dict[str, list[BoundRef]]  # phase name -> bound terms
+    options: dict[Path, Any]  # checked options of every registered kind used, by spec path
 
 
-def validate_graph(graph: ModelGraph, registry: Registry) -> Checked:
-    out = Checked(list(graph.parse_errors), {}, {})
+def validate_graph(graph: ModelGraph, registry: Registry) -> list[Diagnostic]:
+    """Every problem the rules find (the core's, then the plugins' registered rules), none
+    stopping the others. Binding terms is the compiler's (`unigen.compiler.binding`)."""
+    out = Checked(list(graph.parse_errors), {})
     names_ok = _names(graph, registry, out)
     _variables(graph, registry, out)
     # Structure is judged on names that resolve and edges that parse: an edge dropped for a
@@ -51,7 +40,12 @@ def validate_graph(graph: ModelGraph, registry: Registry) -> Checked:
                 out.diagnostics.extend(entry.obj.check(graph, registry))
             except Exception as exc:  # a broken rule must not hide the others' findings
                 out.diagnostics.append(Diagnostic("P001", f"validation rule `{entry.name}` of plugin `{entry.plugin}` failed: {type(exc).__name__}: {exc}.", hint="report it to the plugin's authors."))
-    return out
+    return out.diagnostics
+
+
+def resolves(graph: ModelGraph, registry: Registry) -> bool:
+    """Whether every edge parses and every name resolves, so that terms can be bound."""
+    return not graph.parse_errors and _names(graph, registry, Checked([], {}))
 
 
 def _unknown(out: Checked, what: str, name: str, choices: list[str], path: Path) -> None:
@@ -59,19 +53,32 @@ def _unknown(out: Checked, what: str, name: str, choices: list[str], path: Path)
 
 
 def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
-    spec = graph.spec
+    """G001 (unknown names), S003, G013 (a name used twice), G016 (options of the kinds):
+    everything else is judged only when these hold. True when they do."""
     before = len(out.diagnostics)
-    variables, networks = list(spec.variables), list(spec.networks)
+    _kind_names(graph, registry, out)
+    _edge_names(graph, registry, out)
+    _phase_names(graph, registry, out)
+    for i, m in enumerate(graph.spec.metrics or []):
+        if not registry.has("metrics", m):
+            out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
+    return len(out.diagnostics) == before
 
-    def kind(kind: str, name: str, options: dict[str, Any], path: Path, options_path: Path | None = None) -> None:
-        if not registry.has(kind, name):
-            out.diagnostics.append(registry.unknown(kind, name, path))
-            return
-        value, diags = registry.options(kind, name, options, options_path if options_path is not None else path[:-1])
-        out.diagnostics.extend(diags)
-        out.options[path] = value
 
-    kind("datasets", spec.data.source, spec.data.options, ("data", "source"))
+def _kind(registry: Registry, out: Checked, kind: str, name: str, options: dict[str, Any], path: Path, options_path: Path | None = None) -> None:
+    """A registered kind named at `path`, with its options checked (kept in `out.options`)."""
+    if not registry.has(kind, name):
+        out.diagnostics.append(registry.unknown(kind, name, path))
+        return
+    value, diags = registry.options(kind, name, options, options_path if options_path is not None else path[:-1])
+    out.diagnostics.extend(diags)
+    out.options[path] = value
+
+
+def _kind_names(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    """The dataset (and the fields it declares), the priors and the networks' architectures."""
+    spec = graph.spec
+    _kind(registry, out, "datasets", spec.data.source, spec.data.options, ("data", "source"))
     fields: dict[str, tuple[int, ...]] = {}
     if ("data", "source") in out.options and out.options[("data", "source")] is not None:
         try:
@@ -87,7 +94,13 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
                 priors = [e.name for e in registry.all("distributions") if e.obj.can_be_prior]
                 out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior}` cannot be a prior; expected one that can sample a root without parents.", ("variables", vname, "prior"), did_you_mean(var.prior, priors)))
     for nname, net in spec.networks.items():
-        kind("networks", net.arch, net.options, ("networks", nname, "arch"))
+        _kind(registry, out, "networks", net.arch, net.options, ("networks", nname, "arch"))
+
+
+def _edge_names(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    """Each edge's variables, network, distribution or objective, and its name."""
+    spec = graph.spec
+    variables, networks = list(spec.variables), list(spec.networks)
     seen_edges: dict[str, EdgeInfo] = {}
     for e in graph.edges:
         reported: set[str] = set()  # `adversarial: xx` names xx as judged, real and fake: one report
@@ -103,15 +116,7 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
                     _unknown(out, "variable", v, variables, e.path + ((side, j) if given else (e.kind,)))
         if e.net not in spec.networks:
             _unknown(out, "network", e.net, networks, e.path + ("net",))
-        if e.kind == "adversarial" and not e.objective:
-            out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add `objective: <name>`, one of the objectives listed."))
-        elif e.kind == "adversarial":
-            kind("objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
-        else:
-            kind("distributions", e.dist or "", e.options, e.path + ("dist",), e.path + ("options",))
-            if registry.has("distributions", e.dist or "") and not getattr(registry.get("distributions", e.dist or ""), "can_be_edge", True):
-                edge_kinds = [x.name for x in registry.all("distributions") if getattr(x.obj, "can_be_edge", True)]
-                out.diagnostics.append(Diagnostic("G001", f"distribution `{e.dist}` is a prior only and cannot be an edge's output.", e.path + ("dist",), did_you_mean(e.dist or "", edge_kinds)))
+        _edge_kind(registry, out, e)
         prev = seen_edges.get(e.name)
         # Two unnamed edges of one kind into one variable share a default name; the
         # structure rule reports that as what it is (two edges into the variable).
@@ -119,6 +124,24 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
         if prev is not None and not defaulted:
             out.diagnostics.append(Diagnostic("G013", f"two edges are named `{e.name}` (edges {prev.index} and {e.index}); expected distinct names.", e.path, "give one of them a distinct `name:`."))
         seen_edges.setdefault(e.name, e)
+
+
+def _edge_kind(registry: Registry, out: Checked, e: EdgeInfo) -> None:
+    if e.kind == "adversarial" and not e.objective:
+        out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add `objective: <name>`, one of the objectives listed."))
+    elif e.kind == "adversarial":
+        _kind(registry, out, "objectives", e.objective or "", e.options, e.path + ("objective",), e.path + ("options",))
+    else:
+        _kind(registry, out, "distributions", e.dist or "", e.options, e.path + ("dist",), e.path + ("options",))
+        if registry.has("distributions", e.dist or "") and not getattr(registry.get("distributions", e.dist or ""), "can_be_edge", True):
+            edge_kinds = [x.name for x in registry.all("distributions") if getattr(x.obj, "can_be_edge", True)]
+            out.diagnostics.append(Diagnostic("G001", f"distribution `{e.dist}` is a prior only and cannot be an edge's output.", e.path + ("dist",), did_you_mean(e.dist or "", edge_kinds)))
+
+
+def _phase_names(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    """Each phase's name, the networks it updates, its terms and its optimizer."""
+    spec = graph.spec
+    networks = list(spec.networks)
     seen_phases: set[str] = set()
     for i, phase in enumerate(spec.phases):
         if phase.name in seen_phases:
@@ -137,13 +160,9 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
         optim = phase.optim or spec.train.optim
         optim_path: Path = ("phases", i, "optim", "kind") if phase.optim else ("train", "optim", "kind")
         before_optim = len(out.diagnostics)
-        kind("optimizers", optim.kind, optim.options, optim_path)
+        _kind(registry, out, "optimizers", optim.kind, optim.options, optim_path)
         if len(out.diagnostics) == before_optim and optim_path in out.options:
             _try_optimizer(registry, optim.kind, optim.lr, optim.options, optim_path[:-1], out)
-    for i, m in enumerate(spec.metrics or []):
-        if not registry.has("metrics", m):
-            out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
-    return len(out.diagnostics) == before
 
 
 def _try_optimizer(registry: Registry, name: str, lr: float, options: dict[str, Any], path: Path, out: Checked) -> None:
@@ -152,8 +171,7 @@ def _try_optimizer(registry: Registry, name: str, lr: float, options: dict[str, 
     try:
         registry.get("optimizers", name)([torch.nn.Parameter(torch.zeros(1))], lr=lr, **options)
     except Exception as exc:  # whatever the optimizer rejects, reported with its options
-        lines = str(exc).strip().splitlines()
-        out.diagnostics.append(Diagnostic("G016", f"optimizer `{name}` refuses its options: {type(exc).__name__}: {lines[0] if lines else ''}; expected values it accepts.", path, "fix the value it names (see torch.optim for each option's range)."))
+        out.diagnostics.append(Diagnostic("G016", f"optimizer `{name}` refuses its options: {exception_text(exc)}; expected values it accepts.", path, "fix the value it names (see torch.optim for each option's range)."))
 
 
 def _structure(graph: ModelGraph, registry: Registry, out: Checked) -> None:
@@ -265,20 +283,11 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     spec, d = graph.spec, out.diagnostics
     signature: dict[str, tuple[Any, EdgeInfo]] = {}
     for e in graph.edges:
-        if e.kind == "adversarial":
-            # The objective sizes its discriminator: it may judge several samples at once, or
-            # give more logits than one.
-            objective = registry.get("objectives", e.objective or "")
-            shapes, out_shape = objective.network_shapes([graph.shape(v) for _, v in e.real], out.options.get(e.path + ("objective",)), graph)
-            inputs, output = [tuple(s) for s in shapes], tuple(out_shape)
-        else:
+        if e.kind != "adversarial":
             assert e.child is not None and e.dist is not None
-            dist = registry.get("distributions", e.dist)
-            for msg in dist.check(graph.shape(e.child)):
+            for msg in registry.get("distributions", e.dist).check(graph.shape(e.child)):
                 d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",), f"change the shape of `{e.child}` or the edge's `dist`."))
-            inputs = [graph.shape(p) for p in e.parents]
-            child = graph.shape(e.child)
-            output = (child[0] * dist.n_params,) + child[1:]
+        inputs, output = edge_signature(graph, registry, e, out.options.get(e.path + ("objective",)))
         sig = (inputs, output)
         if e.net in signature and signature[e.net][0] != sig:
             first = signature[e.net][1]
@@ -291,7 +300,19 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             continue
         for msg in registry.get("networks", net.arch).check(inputs, output, options):
             d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net), "change the network's options or the shapes of the edge's variables."))
-    out.options[("network", "signatures")] = {k: v[0] for k, v in signature.items()}
+
+
+def edge_signature(graph: ModelGraph, registry: Registry, e: EdgeInfo, objective_options: Any = None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+    """The input and output shapes of the network that computes edge `e`: a distribution's
+    parameters per child element (normal: two), or, on a link, what its objective asks of the
+    discriminator (it may judge several samples at once, or give more logits than one)."""
+    if e.kind == "adversarial":
+        objective = registry.get("objectives", e.objective or "")
+        shapes, out_shape = objective.network_shapes([graph.shape(v) for _, v in e.real], objective_options, graph)
+        return [tuple(s) for s in shapes], tuple(out_shape)
+    assert e.child is not None and e.dist is not None
+    child = graph.shape(e.child)
+    return [graph.shape(p) for p in e.parents], (child[0] * registry.get("distributions", e.dist).n_params,) + child[1:]
 
 
 def _sig(sig: tuple[Any, Any]) -> str:
@@ -314,71 +335,10 @@ def _phases(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             if n in spec.networks and not spec.networks[n].trainable:
                 d.append(Diagnostic("G009", f"phase `{phase.name}` updates `{n}`, which is declared `trainable: false`.", path + ("update",), "remove it from `update` or make it trainable."))
         updated.update(phase.update)
-        bound: list[BoundRef] = []
-        for j, ref in enumerate(phase.term_refs()):
-            b = _bind(graph, registry, ref, path + ("terms", j), d)
-            if b is not None:
-                bound.append(b)
-        out.terms[phase.name] = bound
-        if bound and len(bound) == len(phase.terms):  # no terms at all is G009 already
-            reach = set().union(*(b.bound.reaches for b in bound))
-            for n in phase.update:
-                if n in spec.networks and spec.networks[n].trainable and n not in reach:
-                    sampled = [e for e in graph.edges if e.net == n and e.name in graph.no_gradient]
-                    why = "".join(f"; its edge `{e.name}` samples `{e.dist}`, which passes no gradient back to it" for e in sampled)
-                    d.append(Diagnostic("G010", f"phase `{phase.name}` updates `{n}`, but the gradient of its terms ({', '.join(b.label for b in bound)}) cannot reach it (they reach: {', '.join(sorted(reach)) or 'nothing'}){why}.", path + ("update",), f"add a term whose value depends on `{n}`, or drop `{n}` from `update`" + (", or give its edge a reparameterised `dist` (`deterministic`, `normal`)." if sampled else ".")))
     used = {e.net for e in graph.edges}
     for nname, net in spec.networks.items():
         if net.trainable and nname not in updated and spec.phases and nname in used:  # unused: G002
             d.append(Diagnostic("G011", f"network `{nname}` is trainable but no phase updates it.", ("networks", nname), "add it to a phase's `update`, or set `trainable: false`."))
-
-
-def _a(word: str) -> str:
-    return ("an " if word[:1] in "aeiou" else "a ") + word
-
-
-def _bind(graph: ModelGraph, registry: Registry, ref: Any, path: Path, d: list[Diagnostic]) -> BoundRef | None:
-    if not registry.has("terms", ref.term):
-        return None
-    term = registry.get("terms", ref.term)
-    edge = None
-    if term.target is not None:
-        if ref.on is not None:
-            edge = graph.edge(ref.on)
-            if edge is None:
-                return None
-            if edge.kind != term.target:
-                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to {_a(term.target)} edge, but `{ref.on}` is {edge.kind}.", path, f"name {_a(term.target)} edge: " + (", ".join(f"`{e.name}`" for e in graph.of_kind(term.target)) or "the graph has none") + "."))
-                return None
-        else:
-            candidates = graph.of_kind(term.target)
-            if len(candidates) != 1:
-                what = "none" if not candidates else ", ".join(f"`{e.name}`" for e in candidates)
-                d.append(Diagnostic("G015", f"term `{ref.term}` attaches to {_a(term.target)} edge, and the graph has {what}; expected exactly one, or `@<edge>`.", path, f"write `{ref.term}@<edge>` to choose one." if candidates else f"add {_a(term.target)} edge."))
-                return None
-            edge = candidates[0]
-    elif ref.on is not None:
-        d.append(Diagnostic("G015", f"term `{ref.term}` applies to the whole model and takes no `@{ref.on}`.", path, f"write `{ref.term}`."))
-        return None
-    model = getattr(term, "Options", None)
-    if model is not None:
-        from unigen.api.registry import validate_options
-
-        options, diags = validate_options(model, ref.options, path + ("options",), f"term `{ref.term}`")
-        if diags:
-            d.extend(diags)
-            return None
-    elif ref.options:
-        d.append(Diagnostic("G016", f"term `{ref.term}` takes no options.", path + ("options",), "remove them."))
-        return None
-    else:
-        options = None
-    try:
-        bound = term.bind(Site(graph, edge, options, registry))
-    except TermError as exc:
-        d.append(Diagnostic("G014", f"term `{ref.term}`{' on `' + edge.name + '`' if edge else ''}: {exc.message}", path, exc.hint))
-        return None
-    return BoundRef(ref.term, edge, ref.weight, bound, path)
 
 
 def _dataset_options(registry: Registry, name: str) -> str:

@@ -1,4 +1,5 @@
-"""checkpoints."""
+"""Checkpoints: written atomically with a `last` pointer, loaded safely (tensors and plain data
+only), the newest readable one found, and networks exported as safetensors."""
 
 from __future__ import annotations
 

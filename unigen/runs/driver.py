@@ -7,14 +7,14 @@ import shlex
 from pathlib import Path
 
 from unigen.api.registry import Registry, default_registry
-from unigen.compile.compiler import Compiled, compile_file
+from unigen.compiler.compiler import Compiled, compile_file
 from unigen.errors import UnigenError, exception_text
 from unigen.runs.loop import RunSetup, TrainingLoop
 from unigen.runs.resume import Resume, check_fits, find_resume
 from unigen.runs.rundir import make_run_dir, spec_digest, spec_identity
 from unigen.runs.trackers import Trackers, select_trackers
-from unigen.train import distributed
-from unigen.train.trainer import Trainer
+from unigen.training import distributed
+from unigen.training.trainer import Trainer
 
 
 def train_run(
@@ -31,7 +31,7 @@ def train_run(
 ) -> Path:
     """Compile and train a spec into a run directory. With `resume` (`auto`, a checkpoint file
     or a run directory), continue a run from a checkpoint instead of starting one. With
-    `nproc_per_node` N > 1, train on N local processes (unigen/train/distributed.py); under
+    `nproc_per_node` N > 1, train on N local processes (unigen/training/distributed.py); under
     `torchrun` this process is one of the run's ranks, read from the environment."""
     if nproc_per_node is not None and nproc_per_node != 1:
         if nproc_per_node < 1:
@@ -50,7 +50,7 @@ def train_run(
     compiled = compile_file(spec_path, overrides, registry)
     trackers = select_trackers(registry, track)  # a missing tracker package stops the run before it starts
     program = compiled.program
-    world, owned = distributed.start(program.spec.train.device)
+    world, owned = distributed.start(program.train.device)
     try:
         return _run(compiled, world, registry, user_overrides, spec_path, out, steps, device, quiet, resume, trackers)
     finally:
@@ -59,8 +59,7 @@ def train_run(
 
 def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_overrides: list[str], spec_path: str | Path, out: str | None, steps: int | None, device: str | None, quiet: bool, resume: str | None, trackers: Trackers) -> Path:
     program = compiled.program
-    spec = program.spec
-    tr = spec.train
+    tr = program.train
     identity = spec_identity(compiled.resolved)
     digest = spec_digest(compiled.resolved)
 
@@ -72,7 +71,7 @@ def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_
         return plan
 
     plan = world.from_main(find)  # rank 0 reads the checkpoint; every rank loads it
-    trainer = Trainer(program, registry, world=world)  # data and networks before any file is written
+    trainer = Trainer(program, world=world)  # data and networks before any file is written
     if plan is not None and plan.state is not None:
         try:
             trainer.load_state_dict(plan.state)
@@ -80,7 +79,7 @@ def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_
             raise UnigenError.one("C001", f"checkpoint `{plan.path}` does not fit this spec's networks or optimizers: {exception_text(exc)}.", (), "resume with the spec the run was started with.", exit_code=1) from None
     reuse = plan is not None and plan.reuse
     # Only rank 0 writes: the run directory, its log, metrics, samples and checkpoints.
-    run = world.from_main(lambda: make_run_dir(spec.name, plan.run if plan else out, reuse=reuse))
+    run = world.from_main(lambda: make_run_dir(program.name, plan.run if plan else out, reuse=reuse))
     log = _logger(run, quiet) if world.main else _null_logger()
     try:
         setup = RunSetup(run, log, compiled, trainer, plan, identity, digest, registry, quiet or not world.main, _resume_command(spec_path, user_overrides, steps, device, run), trackers)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TextIO
 
 from unigen.api.registry import Registry
-from unigen.compile.compiler import compile_file
+from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.samples import save_samples
-from unigen.train.seeds import SAMPLES_SEED_OFFSET
-from unigen.train.trainer import NonFiniteLoss, Trainer, describe_nonfinite
+from unigen.training.seeds import SAMPLES_SEED_OFFSET
+from unigen.training.trainer import NonFiniteLoss, Trainer, describe_nonfinite
 
 
 def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: str | None, out: TextIO) -> int:
@@ -25,16 +25,15 @@ def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: st
         overrides = [*overrides, f"train.device={device}"]
     t0 = time.perf_counter()
     program = compile_file(spec_path, overrides, registry).program
-    spec = program.spec
-    trainer = Trainer(program, registry)
+    trainer = Trainer(program)
     model = trainer.model
     print(f"dry run of {spec_path} on {trainer.device}: one batch of every phase, nothing written", file=out)
     data = model.dataset
     sizes = ", ".join(f"{split} {len(next(iter(part.values())))}" for split, part in (("train", data.train), ("test", data.test)) if part)
-    print(f"  data      {spec.data.source}: {sizes}; batch {spec.train.batch_size}", file=out)
+    print(f"  data      {program.data.source}: {sizes}; batch {program.train.batch_size}", file=out)
     for name, net in model.nets.items():
         n = sum(p.numel() for p in net.parameters())
-        print(f"  network   {name:<14} {spec.networks[name].arch}, {n:,} parameters{'' if spec.networks[name].trainable else ' (frozen)'}", file=out)
+        print(f"  network   {name:<14} {program.networks[name].arch}, {n:,} parameters{'' if program.networks[name].trainable else ' (frozen)'}", file=out)
     for runner in trainer.runners:
         once = replace(runner, plan=replace(runner.plan, repeats=1))  # the same runner (index, optimizer, scaler), one update
         start = time.perf_counter()
@@ -56,9 +55,9 @@ def dry_run(spec_path: str, overrides: list[str], registry: Registry, device: st
         with tempfile.TemporaryDirectory(prefix="unigen-dry-") as tmp:
             batch = {k: v[:64] for k, v in data.test.items()} if data.test else None
             n = 64  # enough to show the picture draws; a run draws `picture_count(model)`
-            with trainer.fork_rng(spec.train.seed + SAMPLES_SEED_OFFSET):
+            with trainer.fork_rng(program.train.seed + SAMPLES_SEED_OFFSET):
                 x = model.generate(n, var, batch)
-            save_samples(Path(tmp) / "samples.png", x, model, f"{spec.name}  dry run")
+            save_samples(Path(tmp) / "samples.png", x, model, f"{program.name}  dry run")
         print(f"  samples   {n} of `{var}` drawn and plotted (to a temporary directory, removed)", file=out)
     print(f"ok in {time.perf_counter() - t0:.1f}s: the spec builds and every phase runs; train with the same command without --dry-run.", file=out)
     return 0

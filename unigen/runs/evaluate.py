@@ -11,7 +11,6 @@ import copy
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,12 @@ import yaml
 from pydantic import ValidationError
 
 from unigen.api.registry import Registry, default_registry
-from unigen.compile.program import Program
+from unigen.compiler.program import Program
 from unigen.errors import UnigenError, did_you_mean, exception_text
 from unigen.runs.checkpoints import load_checkpoint, newest_checkpoint, resolve_checkpoint
-from unigen.train.model import Model
-from unigen.train.networks import pick_device
-
-EVAL_SEED_OFFSET = 12345  # as the trainer's evaluations: the same noise, the same numbers
+from unigen.training.metrics import compute_metrics
+from unigen.training.model import Model
+from unigen.training.networks import pick_device
 
 
 @dataclass
@@ -68,7 +66,7 @@ def pick_checkpoint(run: Path, which: str) -> tuple[Path, dict[str, Any]]:
 
 def open_run(run: str | Path, checkpoint: str = "last", registry: Registry | None = None, device: str = "cpu") -> OpenRun:
     """The run's model with the checkpoint's weights, in evaluation mode."""
-    from unigen.compile.compiler import compile_file
+    from unigen.compiler.compiler import compile_file
 
     registry = registry or default_registry()
     run = Path(run)
@@ -86,8 +84,8 @@ def open_run(run: str | Path, checkpoint: str = "last", registry: Registry | Non
     compiled = compile_file(resolved, [f"train.device={device}"], registry)
     path, state = pick_checkpoint(run, checkpoint)
     program = compiled.program
-    torch.manual_seed(program.spec.train.seed)
-    model = Model(program, registry, pick_device(device))
+    torch.manual_seed(program.train.seed)
+    model = Model(program, pick_device(device))
     try:
         model.nets.load_state_dict(state["nets"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -140,23 +138,8 @@ def evaluate_run(run: str | Path, checkpoint: str = "last", names: list[str] | N
     metrics = configured_metrics(registry, names, options)
     opened = open_run(run, checkpoint, registry, device)
     model = opened.model
-    results: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    errors: list[str] = []
-    with torch.no_grad():
-        for name, metric in metrics:
-            if not names and not metric.applies(model):
-                continue
-            start = time.perf_counter()
-            try:
-                with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-                    torch.manual_seed(opened.program.spec.train.seed + EVAL_SEED_OFFSET)  # each metric: the same noise
-                    results.update(metric.compute(model))
-            except UnigenError:
-                raise
-            except Exception as exc:  # one plugin's bug must not hide the other metrics
-                errors.append(f"metric `{name}` failed: {exception_text(exc)}")
-            seconds[name] = round(time.perf_counter() - start, 3)
+    done = compute_metrics(model, [(name, metric, f"metric `{name}`") for name, metric in metrics], opened.program.train.seed, applicable_only=not names)
+    results, seconds, errors = done.values, done.seconds, list(done.failed.values())
     if names is None and not results and not errors:
         raise UnigenError.one("E003", f"no registered metric applies to run `{opened.run}`.", (), "install a plugin with a metric for this kind of model (`unigen plugins` lists the metrics).", exit_code=1)
     return {"run": str(opened.run), "checkpoint": str(opened.checkpoint), "step": opened.step, "metrics": results, "seconds": seconds, "errors": errors}

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     import torch
 
     from unigen.api.registry import Registry
-    from unigen.compile.program import Program
+    from unigen.compiler.program import Program
     from unigen.runs.evaluate import OpenRun
-    from unigen.train.model import Model
+    from unigen.training.model import Model
 
 
 class Run:

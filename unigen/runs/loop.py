@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from unigen.compile.compiler import Compiled
+from unigen.compiler.compiler import Compiled
 from unigen.errors import UnigenError, exception_text
 from unigen.runs.best import BestKeeper
 from unigen.runs.checkpoints import checkpoint_name, save_checkpoint
@@ -31,10 +31,10 @@ from unigen.runs.rundir import atomic_write, dump_yaml, env_info, spec_differenc
 from unigen.runs.samples import picture_count, save_samples
 from unigen.runs.signals import StopSignals
 from unigen.runs.trackers import RunStart, Trackers
-from unigen.train import distributed
-from unigen.train.nonfinite import NonFiniteLoss, describe_nonfinite
-from unigen.train.seeds import SAMPLES_SEED_OFFSET
-from unigen.train.trainer import Trainer
+from unigen.training import distributed
+from unigen.training.nonfinite import NonFiniteLoss, describe_nonfinite
+from unigen.training.seeds import SAMPLES_SEED_OFFSET
+from unigen.training.trainer import Trainer
 
 MAX_ROLLBACKS = 3  # rollbacks in a row to one good state before `rollback` gives up (R001)
 SKIP_WARNINGS = 10  # skipped updates reported on stderr; later ones go to train.log only
@@ -61,8 +61,8 @@ class TrainingLoop:
     def __init__(self, setup: RunSetup) -> None:
         self.s = setup
         self.trainer = setup.trainer
-        self.spec = setup.compiled.program.spec
-        self.tr = self.spec.train
+        self.program = setup.compiled.program
+        self.tr = self.program.train
         self.writes = self.trainer.world.main
         self.reuse = setup.plan is not None and setup.plan.reuse
         self.resumed = setup.plan is not None and setup.plan.state is not None
@@ -125,7 +125,7 @@ class TrainingLoop:
             # A resumed run keeps the rows up to its checkpoint; later ones are replayed.
             path = run / "metrics.csv"
             self.metrics = MetricsLog.resume(path, first) if self.reuse else MetricsLog(path)
-        self.trackers.on_start(RunStart(run, self.spec.name, s.compiled.resolved, first, self.reuse))
+        self.trackers.on_start(RunStart(run, self.program.name, s.compiled.resolved, first, self.reuse))
         offset = 0.0
         if self.resumed and s.plan is not None and s.plan.state is not None:
             offset = float(s.plan.state.get("train_seconds", self.metrics.last_time() if self.metrics is not None else 0.0))
@@ -140,7 +140,7 @@ class TrainingLoop:
         try:
             with self.trainer.fork_rng(self.tr.seed + SAMPLES_SEED_OFFSET), model.averages.swapped():  # fixed noise; training's streams go on untouched
                 x = model.generate(picture_count(model), self.sample_var, self.fixed_batch)
-            save_samples(self.s.run / "samples" / f"{tag}.png", x, model, f"{self.spec.name}  {tag}")
+            save_samples(self.s.run / "samples" / f"{tag}.png", x, model, f"{self.program.name}  {tag}")
         except (UnigenError, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -316,7 +316,7 @@ def run_summary(loop: TrainingLoop, elapsed: float, final: dict[str, float]) -> 
     """summary.json: the run's final state, machine-readable."""
     trainer, plan = loop.trainer, loop.s.plan
     return {
-        "name": loop.spec.name,
+        "name": loop.program.name,
         "steps": trainer.step_count,
         "train_seconds": round(elapsed, 3),
         "seconds_per_step": round(elapsed / max(trainer.step_count, 1), 6),

@@ -1,4 +1,5 @@
-"""resume."""
+"""`--resume auto|PATH`: which run directory a resumed run continues in, from which checkpoint,
+and whether that checkpoint was written for this spec (C001 says what differs)."""
 
 from __future__ import annotations
 

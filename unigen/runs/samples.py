@@ -14,7 +14,7 @@ from unigen.api.kinds import DatasetKind
 from unigen.runs.rundir import atomic_write
 
 if TYPE_CHECKING:
-    from unigen.train.model import Model
+    from unigen.training.model import Model
 
 COLS = 8  # samples a row, unless a picture says otherwise
 
@@ -59,7 +59,7 @@ def picture_count(model: Model) -> int:
 
 
 def save_samples(path: Path, samples: torch.Tensor, model: Model, title: str = "") -> None:
-    """A PNG of generated samples of `model` (the built `unigen.train.model.Model`), as its
+    """A PNG of generated samples of `model` (the built `unigen.training.model.Model`), as its
     dataset kind draws them."""
     rows, cols = layout(len(samples))
     fig = sample_figure(model.data_kind, samples, model.dataset.info, rows, cols, title)

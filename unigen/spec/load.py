@@ -1,4 +1,5 @@
-"""load."""
+"""Loading a spec: YAML text in, overrides and family defaults applied, the pydantic `Spec` out,
+every problem located in the file (pydantic's errors turned into S-coded diagnostics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The spec language: pydantic models at the YAML boundary, plus loading and overrides."""
+"""The spec language: the pydantic models at the YAML boundary (`Spec` and its parts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""overrides."""
+"""Command-line overrides: `dotted.key=value`, list items addressed by index or by `name`,
+unknown keys refused (S004) with a did-you-mean."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""schema."""
+"""`unigen schema`: the JSON Schema of spec files, for editors' completion and checking.
+
+The schema is draft-07, the draft redhat's yaml-language-server (and so VS Code's YAML
+extension) ships with. Fields that name a registered kind carry the names registered in this
+installation as `examples`, which the language server offers as completions; they are not an
+`enum`, so a spec that uses a plugin installed later is not marked wrong.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Reference docs generated from the code: `docs/hooks.md` (from `hookspecs.py` and the
-protocols in `kinds.py`) and `docs/spec.md` (from the pydantic spec models).
+"""Reference docs generated from the code: `docs/hooks.md` (the hooks, the kinds they register
+and what plugin code receives, from `unigen/api/`) and `docs/spec.md` (from the spec models).
 
 `unigen docs hooks|spec [-o FILE] [--check]` writes or checks them; a test keeps the files in
 the repository equal to what this module generates.
@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from unigen.api import hookspecs, kinds
+from unigen.api import contexts, hookspecs, kinds
 from unigen.runs import trackers
 from unigen.spec import models as spec
 
@@ -70,7 +70,7 @@ def _protocol(cls: type) -> list[str]:
 
 def hooks_markdown() -> str:
     lines = [
-        GENERATED.format(what="hooks", source="`unigen/hookspecs.py` and `unigen/kinds.py`"),
+        GENERATED.format(what="hooks", source="`unigen/api/hookspecs.py`, `unigen/api/kinds.py` and `unigen/api/contexts.py`"),
         "",
         "# Plugin hooks",
         "",
@@ -99,7 +99,43 @@ def hooks_markdown() -> str:
         proto = PROTOCOLS.get(name)
         if proto is not None:
             lines += _protocol(proto)
+    lines += contexts_markdown()
     return "\n".join(lines).rstrip() + "\n"
+
+
+# What plugin code receives, in the order a term meets them: bind, then every step.
+CONTEXTS = (contexts.GraphView, contexts.RegistryView, contexts.StepContext, contexts.TraceView, contexts.ModelView, contexts.EdgeInfo, kinds.Site, kinds.Dataset)
+
+
+def _members(cls: type) -> list[str]:
+    """`- name: type  # comment` for each annotated attribute, `- name(sig)` for each method,
+    with the comment written beside it in the source."""
+    import re
+
+    source = inspect.getsource(cls)
+    notes = dict(re.findall(r"^\s+(?:def )?(\w+)\b.*?#\s*(.+)$", source, re.M))
+    out = []
+    for name, ann in getattr(cls, "__annotations__", {}).items():
+        out.append(f"- `{name}: {ann}`" + (f" — {notes[name]}" if name in notes else ""))
+    for name, value in vars(cls).items():
+        prop = isinstance(value, property)
+        if prop:
+            value = value.fget
+        if name.startswith("_") or not inspect.isfunction(value):
+            continue
+        sig = str(inspect.signature(value)).replace("'", "").replace("(self, ", "(").replace("(self)", "()")
+        sig = sig.replace("() -> ", ": ") if prop else sig
+        doc = _doc(value).splitlines()[0] if _doc(value) else notes.get(name, "")
+        out.append(f"- `{name}{sig}`" + (f" — {doc}" if doc else ""))
+    return out
+
+
+def contexts_markdown() -> list[str]:
+    lines = ["", "# What plugin code receives", "", _doc(contexts).split("\n\n")[0].replace("\n", " "), ""]
+    for cls in CONTEXTS:
+        lines += [f"## {cls.__name__}", "", f"`{cls.__module__}.{cls.__qualname__}` — {' '.join(_doc(cls).split(chr(10) * 2)[0].split())}", ""]
+        lines += _members(cls) + [""]
+    return lines
 
 
 def _type_name(ann: Any) -> str:

@@ -16,6 +16,7 @@ same edges with the same styles. `.dot` output is the Graphviz source and needs 
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import textwrap
@@ -218,28 +219,46 @@ def layout(d: Drawing) -> dict[str, tuple[float, float]]:
 def figure(d: Drawing) -> Any:
     """The matplotlib figure of a drawing. Artists carry gids: `node:<id>` (circles),
     `text:<id>` and `sub:<id>` (a node's name, and its shape and prior), the arrow's id (arrows) and `label:<arrow id>`."""
-    import math
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, FancyArrowPatch
 
     plt.rcParams["svg.fonttype"] = "none"  # text stays text in the SVG
     pos = {k: (x * SPACING, y * SPACING) for k, (x, y) in layout(d).items()}
     xs = [p[0] for p in pos.values()] or [0.0]
     ys = [p[1] for p in pos.values()] or [0.0]
+    fig, ax = _axes(plt, d.name, xs, ys)
+    radius = {n.id: (0.46 if n.kind == "variable" else 0.34) for n in d.nodes}
+    centre = (sum(xs) / len(xs), sum(ys) / len(ys))  # the picture's centre: labels go outwards
+    _draw_nodes(ax, d.nodes, pos, radius)
+    # Two edges between one pair of nodes (z -> x generative, x -> z inference) bend apart
+    # to opposite sides; a lone edge stays straight.
+    between: dict[frozenset[str], list[Arrow]] = {}
+    for a in d.arrows:
+        between.setdefault(frozenset((a.tail, a.head)), []).append(a)
+    for group in between.values():
+        _draw_arrow_group(ax, group, pos, radius, centre)
+    return fig
+
+
+def _axes(plt: Any, title: str, xs: list[float], ys: list[float]) -> tuple[Any, Any]:
+    """A blank figure framing the node positions `xs`, `ys` with room for circles and labels."""
     x0, x1, y0, y1 = min(xs) - 1.6, max(xs) + 1.6, min(ys) - 0.9, max(ys) + 0.9
     fig, ax = plt.subplots(figsize=(1.3 * (x1 - x0), 1.3 * (y1 - y0)))
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(d.name, fontsize=13)
-    radius = {n.id: (0.46 if n.kind == "variable" else 0.34) for n in d.nodes}
-    cx, cy = sum(xs) / len(xs), sum(ys) / len(ys)  # the picture's centre: labels go outwards
-    for n in d.nodes:
+    ax.set_title(title, fontsize=13)
+    return fig, ax
+
+
+def _draw_nodes(ax: Any, nodes: list[Node], pos: dict[str, tuple[float, float]], radius: dict[str, float]) -> None:
+    """Each node's circle, with its name and, in small type below it, its shape and prior."""
+    from matplotlib.patches import Circle
+
+    for n in nodes:
         x, y = pos[n.id]
         color = "black" if n.kind == "variable" else ADVERSARIAL_COLOR
         circle = Circle((x, y), radius[n.id], facecolor=OBSERVED_FILL if n.observed else "white", edgecolor=color, lw=1.4, zorder=3)
@@ -249,57 +268,65 @@ def figure(d: Drawing) -> Any:
         name.set_gid(f"text:{n.id}")
         sub = ax.text(x, y - 0.01, n.sublabel, ha="center", va="top", fontsize=6.5, color=color, zorder=4, linespacing=1.25)
         sub.set_gid(f"sub:{n.id}")
-    # Two edges between one pair of nodes (z -> x generative, x -> z inference) bend apart
-    # to opposite sides; a lone edge stays straight.
-    between: dict[frozenset[str], list[Arrow]] = {}
-    for a in d.arrows:
-        between.setdefault(frozenset((a.tail, a.head)), []).append(a)
-    for group in between.values():
-        for k, a in enumerate(group):
-            s = a.style
-            (ax0, ay0), (ax1, ay1) = pos[a.tail], pos[a.head]
-            length = math.hypot(ax1 - ax0, ay1 - ay0) or 1.0
-            ux, uy = (ax1 - ax0) / length, (ay1 - ay0) / length
-            # Bend: positive `side` is to the left of the pair's first edge's direction.
-            ref = group[0]
-            sign = 1.0 if (a.tail, a.head) == (ref.tail, ref.head) else -1.0
-            side = 0.0 if len(group) == 1 else (1.0 if k % 2 == 0 else -1.0) * (1 + k // 2)
-            rad = 0.45 * side * sign
-            # Leave each circle at its rim, tilted towards the bend.
-            tilt = math.atan(rad) if rad else 0.0
-            cos, sin = math.cos(tilt), math.sin(tilt)
-            sx, sy = ux * cos + uy * sin, -ux * sin + uy * cos
-            ex, ey = ux * cos - uy * sin, ux * sin + uy * cos
-            start = (ax0 + sx * radius[a.tail], ay0 + sy * radius[a.tail])
-            end = (ax1 - ex * radius[a.head], ay1 - ey * radius[a.head])
-            head = "<|-|>" if s["both"] else "-|>"
-            patch = FancyArrowPatch(
-                start, end, arrowstyle=f"{head},head_length=0.45,head_width=0.22",
-                connectionstyle=f"arc3,rad={rad}", mutation_scale=20, lw=1.4, shrinkA=0, shrinkB=0,
-                linestyle=(0, (5, 3)) if s["dashed"] else "-",
-                edgecolor=s["color"], facecolor="white" if s["hollow"] else s["color"], zorder=2,
-            )
-            patch.set_gid(a.id)
-            ax.add_patch(patch)
-            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
-            if rad:
-                # A bent edge: the label on the arc's middle, over a white box.
-                mx, my = mx + (end[1] - start[1]) * rad / 2, my - (end[0] - start[0]) * rad / 2
-                t = ax.text(mx, my, a.label, ha="center", va="center", fontsize=9, color=s["color"], zorder=5,
-                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 1})
-            else:
-                # A straight edge: the label beside its middle, on the side away from the
-                # picture's centre, anchored at the corner nearest the line so that the whole
-                # text stays on that side (it crosses neither this edge nor the circles).
-                nx_, ny_ = -uy, ux
-                if nx_ * (mx - cx) + ny_ * (my - cy) < 0 or (abs(nx_ * (mx - cx) + ny_ * (my - cy)) < 1e-9 and ny_ < 0):
-                    nx_, ny_ = -nx_, -ny_
-                ha = "center" if abs(nx_) < 0.3 else ("left" if nx_ > 0 else "right")
-                va = "center" if abs(ny_) < 0.3 else ("bottom" if ny_ > 0 else "top")
-                t = ax.text(mx + 0.12 * nx_, my + 0.12 * ny_, a.label, ha=ha, va=va, fontsize=9, color=s["color"], zorder=5,
-                            multialignment="center")
-            t.set_gid(f"label:{a.id}")
-    return fig
+
+
+def _draw_arrow_group(ax: Any, group: list[Arrow], pos: dict[str, tuple[float, float]], radius: dict[str, float], centre: tuple[float, float]) -> None:
+    """The arrows between one pair of nodes, each with its label; several bend apart."""
+    from matplotlib.patches import FancyArrowPatch
+
+    for k, a in enumerate(group):
+        s = a.style
+        (ax0, ay0), (ax1, ay1) = pos[a.tail], pos[a.head]
+        length = math.hypot(ax1 - ax0, ay1 - ay0) or 1.0
+        ux, uy = (ax1 - ax0) / length, (ay1 - ay0) / length
+        # Bend: positive `side` is to the left of the pair's first edge's direction.
+        ref = group[0]
+        sign = 1.0 if (a.tail, a.head) == (ref.tail, ref.head) else -1.0
+        side = 0.0 if len(group) == 1 else (1.0 if k % 2 == 0 else -1.0) * (1 + k // 2)
+        rad = 0.45 * side * sign
+        # Leave each circle at its rim, tilted towards the bend.
+        tilt = math.atan(rad) if rad else 0.0
+        cos, sin = math.cos(tilt), math.sin(tilt)
+        sx, sy = ux * cos + uy * sin, -ux * sin + uy * cos
+        ex, ey = ux * cos - uy * sin, ux * sin + uy * cos
+        start = (ax0 + sx * radius[a.tail], ay0 + sy * radius[a.tail])
+        end = (ax1 - ex * radius[a.head], ay1 - ey * radius[a.head])
+        head = "<|-|>" if s["both"] else "-|>"
+        patch = FancyArrowPatch(
+            start, end, arrowstyle=f"{head},head_length=0.45,head_width=0.22",
+            connectionstyle=f"arc3,rad={rad}", mutation_scale=20, lw=1.4, shrinkA=0, shrinkB=0,
+            linestyle=(0, (5, 3)) if s["dashed"] else "-",
+            edgecolor=s["color"], facecolor="white" if s["hollow"] else s["color"], zorder=2,
+        )
+        patch.set_gid(a.id)
+        ax.add_patch(patch)
+        _place_label(ax, a, start, end, (ux, uy), rad, centre)
+
+
+def _place_label(ax: Any, a: Arrow, start: tuple[float, float], end: tuple[float, float], direction: tuple[float, float], rad: float, centre: tuple[float, float]) -> None:
+    """An arrow's label: on the middle of a bent arrow, or beside the middle of a straight one,
+    on the side away from the picture's `centre`. `direction`: the unit vector tail -> head."""
+    color = a.style["color"]
+    mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+    if rad:
+        # A bent edge: the label on the arc's middle, over a white box.
+        mx, my = mx + (end[1] - start[1]) * rad / 2, my - (end[0] - start[0]) * rad / 2
+        t = ax.text(mx, my, a.label, ha="center", va="center", fontsize=9, color=color, zorder=5,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 1})
+    else:
+        # A straight edge: the label beside its middle, on the side away from the
+        # picture's centre, anchored at the corner nearest the line so that the whole
+        # text stays on that side (it crosses neither this edge nor the circles).
+        ux, uy = direction
+        cx, cy = centre
+        nx_, ny_ = -uy, ux
+        if nx_ * (mx - cx) + ny_ * (my - cy) < 0 or (abs(nx_ * (mx - cx) + ny_ * (my - cy)) < 1e-9 and ny_ < 0):
+            nx_, ny_ = -nx_, -ny_
+        ha = "center" if abs(nx_) < 0.3 else ("left" if nx_ > 0 else "right")
+        va = "center" if abs(ny_) < 0.3 else ("bottom" if ny_ > 0 else "top")
+        t = ax.text(mx + 0.12 * nx_, my + 0.12 * ny_, a.label, ha=ha, va=va, fontsize=9, color=color, zorder=5,
+                    multialignment="center")
+    t.set_gid(f"label:{a.id}")
 
 
 def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:

@@ -23,7 +23,7 @@ from unigen.graph.model import ModelGraph
 from unigen.runs.evaluate import open_run
 from unigen.runs.rundir import atomic_write
 from unigen.runs.samples import COLS, _plt, _png, layout, sample_figure
-from unigen.train.model import Model
+from unigen.training.model import Model
 
 
 def draw(model: Model, var: str, n: int, fixed: dict[str, torch.Tensor] | None = None, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -100,7 +100,7 @@ def sample_run(run: str | Path, n: int, out: str | Path, seed: int = 0, checkpoi
         raise _bad(f"`-n {n}`: expected at least one sample.", "pass `-n 64`, say.")
     if traverse and interpolate:
         raise _bad("`--traverse` and `--interpolate` draw different pictures.", "pass one of them.")
-    name = program.spec.name
+    name = program.name
     tag = f"{name}  step {opened.step}"
     with torch.no_grad(), torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
         torch.manual_seed(seed)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from unigen.train.distributed import World
+from unigen.training.distributed import World
 
 
 class NonFiniteLoss(Exception):

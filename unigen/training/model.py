@@ -13,44 +13,42 @@ import torch
 from torch import nn
 
 from unigen.api.kinds import Dataset
-from unigen.api.registry import Registry
-from unigen.compile.program import Program
+from unigen.compiler.program import Program
 from unigen.graph.model import EdgeInfo
-from unigen.train.averages import Averages
-from unigen.train.data import load_dataset, mask_key
-from unigen.train.networks import build_networks
+from unigen.training.averages import Averages
+from unigen.training.data import load_dataset, mask_key
+from unigen.training.networks import build_networks
 
 
 class Model(nn.Module):
     """The networks of a program, its distributions and its data, on one device."""
 
-    def __init__(self, program: Program, registry: Registry, device: torch.device, dataset: Dataset | None = None) -> None:
+    def __init__(self, program: Program, device: torch.device, dataset: Dataset | None = None) -> None:
         super().__init__()
-        self.program, self.registry, self.device = program, registry, device
-        spec, graph = program.spec, program.graph
-        self.nets = nn.ModuleDict(build_networks(program, registry, device))
+        self.program, self.device = program, device
+        self.nets = nn.ModuleDict(build_networks(program, device))
         self.to(device)
         # What traces and terms call for each network: the plain modules, or during a training
         # step what the trainer's execution chose (compiled, wrapped for several processes).
         self.calls: dict[str, Any] = dict(self.nets.items())
-        self.averages = Averages(self.nets, {n: net.ema for n, net in spec.networks.items() if net.ema}, owner=self)
-        self.edge_dist = {e.name: (registry.get("distributions", e.dist), program.options.get(e.path + ("dist",)), len(graph.shape(e.child))) for e in graph.edges if e.kind != "adversarial" and e.child}
-        self.priors = {v: registry.get("distributions", var.prior) for v, var in spec.variables.items() if var.prior}
-        self.data_kind = registry.get("datasets", spec.data.source)  # the registered DatasetKind: how its samples are shown
+        self.averages = Averages(self.nets, {n: net.ema for n, net in program.networks.items() if net.ema}, owner=self)
+        self.edge_dist = {name: (e.kind, e.options, e.event_dims) for name, e in program.edges.items() if e.info.kind != "adversarial"}
+        self.priors = {v: node.prior_kind for v, node in program.variables.items() if node.prior_kind is not None}
+        self.data_kind = program.data.kind  # the registered DatasetKind: how its samples are shown
         if dataset is None:
-            dataset = load_dataset(program, registry)
+            dataset = load_dataset(program)
         self.dataset = Dataset(
             {k: v.to(device) for k, v in dataset.train.items()},
             {k: v.to(device) for k, v in dataset.test.items()},
             dataset.info,
         )
-        self.fields = {v: graph.data_field(v) for v, var in spec.variables.items() if var.observed}
+        self.fields = {v: node.field for v, node in program.variables.items() if node.field is not None}
         # Batches carry, beside each observed variable, the mask of a partially observed one.
-        self.batch_fields = {**self.fields, **{mask_key(v): var.mask for v, var in spec.variables.items() if var.observed and var.mask}}
+        self.batch_fields = {**self.fields, **{mask_key(v): node.mask for v, node in program.variables.items() if node.observed and node.mask}}
         # How each trace produces each variable, resolved once: the hot path only looks up.
         self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
-            "p": {v: (graph.p_source(v), graph.into(v, "generative")) for v in spec.variables},
-            "q": {v: (graph.q_source(v), graph.into(v, "inference")) for v in spec.variables},
+            side: {v: (node.p_source if side == "p" else node.q_source, _info(program.into(v, "generative" if side == "p" else "inference"))) for v, node in program.variables.items()}
+            for side in ("p", "q")
         }
         self.reparam = {name: entry[0].reparam for name, entry in self.edge_dist.items()}
         self._priors: dict[tuple[str, int], torch.distributions.Distribution] = {}
@@ -60,7 +58,7 @@ class Model(nn.Module):
         dist = self._priors.get((var, n))
         if dist is None:
             kind = self.priors[var]
-            dist = kind.prior(self.program.graph.shape(var), n, self.device)
+            dist = kind.prior(self.program.variables[var].shape, n, self.device)
             if getattr(kind, "constant_prior", True):
                 self._priors[(var, n)] = dist
         return dist
@@ -79,11 +77,7 @@ class Model(nn.Module):
 
     def sampled_variable(self) -> str | None:
         """The observed variable samples show: the first one the p-trace generates."""
-        graph = self.program.graph
-        for v, var in self.program.spec.variables.items():
-            if var.observed and graph.p_source(v) == "edge":
-                return v
-        return None
+        return self.program.sampled_variable()
 
     @torch.no_grad()
     def generate(self, n: int, var: str, batch: dict[str, torch.Tensor] | None = None, fixed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -91,7 +85,7 @@ class Model(nn.Module):
         one; `fixed` sets some variables of the trace (a traversal, an interpolation)."""
         trace = self.trace("p", self.observed_batch(batch) if batch else None, n)
         trace.values.update(fixed or {})
-        edge = self.program.graph.into(var, "generative")
+        edge = self.sources["p"][var][1] if self.sources["p"][var][0] == "edge" else None
         if edge is None:
             return trace[var]
         dist = trace.cond(edge)
@@ -104,11 +98,10 @@ class Model(nn.Module):
 class Trace:
     """Lazily computed values of one side (p or q) for one batch."""
 
-    __slots__ = ("model", "side", "batch", "n", "values", "conds", "graph")
+    __slots__ = ("model", "side", "batch", "n", "values", "conds")
 
     def __init__(self, model: Model, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> None:
         self.model, self.side, self.batch, self.n = model, side, batch or {}, n
-        self.graph = model.program.graph
         self.values: dict[str, torch.Tensor] = {}
         self.conds: dict[str, torch.distributions.Distribution] = {}
 
@@ -171,3 +164,7 @@ class StepContext:
 
     def net(self, name: str) -> Any:
         return self.model.calls[name]
+
+
+def _info(edge: Any) -> EdgeInfo | None:
+    return None if edge is None else edge.info  # type: ignore[no-any-return]

@@ -8,8 +8,7 @@ import os
 import torch
 from torch import nn
 
-from unigen.api.registry import Registry
-from unigen.compile.program import Program
+from unigen.compiler.program import Program
 from unigen.errors import UnigenError, exception_text
 
 
@@ -44,22 +43,18 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.3g} EiB"
 
 
-def build_networks(program: Program, registry: Registry, device: torch.device) -> dict[str, nn.Module]:
+def build_networks(program: Program, device: torch.device) -> dict[str, nn.Module]:
     """Every network of the program, built by its architecture from its edge's shapes.
 
     Each is built first on the `meta` device, which allocates nothing: a network too large for
     the machine (`hidden: [10000000]`) is refused (G016) instead of exhausting its memory. An
     architecture that fails to build is reported with the network's name, also G016.
     """
-    spec = program.spec
-    sigs = program.option("network", "signatures")
     sizes: dict[str, int] = {}
-    for name, net in spec.networks.items():
-        inputs, output = sigs[name]
-        arch = registry.get("networks", net.arch)
+    for name, net in program.networks.items():
         try:
             with torch.device("meta"):
-                probe = arch.build(list(inputs), tuple(output), program.option("networks", name, "arch"))
+                probe = net.build()
             sizes[name] = sum(t.numel() * t.element_size() for t in list(probe.parameters()) + list(probe.buffers()))
         except Exception:  # an architecture that cannot be built on `meta` is built for real below
             continue
@@ -75,11 +70,10 @@ def build_networks(program: Program, registry: Registry, device: torch.device) -
             f"make `{name}` smaller (its options, e.g. `hidden`, or the shapes of the variables on its edges).",
         )
     nets: dict[str, nn.Module] = {}
-    for name, net in spec.networks.items():
-        inputs, output = sigs[name]
-        arch = registry.get("networks", net.arch)
+    for name, net in program.networks.items():
+        inputs, output = net.inputs, net.output
         try:
-            nets[name] = arch.build(list(inputs), tuple(output), program.option("networks", name, "arch"))
+            nets[name] = net.build()
         except Exception as exc:  # whatever the architecture raises, the user sees which network
             raise UnigenError.one(
                 "G016",

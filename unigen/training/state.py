@@ -66,7 +66,7 @@ def _load_rng(trainer: Any, state: dict[str, Any]) -> None:
     if trainer.device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"], trainer.device)
     if world.rank and rng is state["rng"]:  # saved by another number of processes
-        torch.manual_seed(world.noise_seed(trainer.program.spec.train.seed + trainer.step_count))
+        torch.manual_seed(world.noise_seed(trainer.program.train.seed + trainer.step_count))
 
 
 def snapshot(trainer: Any) -> dict[str, Any]:

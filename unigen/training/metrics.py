@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from unigen.errors import UnigenError, first_line
-from unigen.train.seeds import METRICS_SEED_OFFSET, fork_rng
+from unigen.training.seeds import METRICS_SEED_OFFSET, fork_rng
 
 
 @dataclass

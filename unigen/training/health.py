@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from unigen.errors import exception_text
-from unigen.train.seeds import HEALTH_SEED_OFFSET, fork_rng
+from unigen.training.seeds import HEALTH_SEED_OFFSET, fork_rng
 
 HEALTH_PATIENCE = 3
 

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from unigen.compile.program import PhasePlan
+from unigen.compiler.program import PhasePlan
 from unigen.errors import UnigenError
-from unigen.train import distributed
-from unigen.train.distributed import World
-from unigen.train.model import Model
+from unigen.training import distributed
+from unigen.training.distributed import World
+from unigen.training.model import Model
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 

@@ -8,19 +8,18 @@ from typing import Any
 
 import torch
 
-from unigen.api.registry import Registry
-from unigen.compile.program import PhasePlan, Program
+from unigen.compiler.program import PhasePlan, Program
 from unigen.errors import UnigenError, first_line
-from unigen.train import distributed, state
-from unigen.train.data import Batches
-from unigen.train.distributed import World
-from unigen.train.execution import Execution
-from unigen.train.health import HEALTH_PATIENCE, Health
-from unigen.train.metrics import compute_metrics
-from unigen.train.model import Model, StepContext
-from unigen.train.networks import pick_device
-from unigen.train.nonfinite import FinitenessChecks, NonFiniteLoss, describe_nonfinite
-from unigen.train.seeds import fork_rng, seed_everything
+from unigen.training import distributed, state
+from unigen.training.data import Batches
+from unigen.training.distributed import World
+from unigen.training.execution import Execution
+from unigen.training.health import HEALTH_PATIENCE, Health
+from unigen.training.metrics import compute_metrics
+from unigen.training.model import Model, StepContext
+from unigen.training.networks import pick_device
+from unigen.training.nonfinite import FinitenessChecks, NonFiniteLoss, describe_nonfinite
+from unigen.training.seeds import fork_rng, seed_everything
 
 __all__ = ["HEALTH_PATIENCE", "NonFiniteLoss", "PhaseRunner", "Trainer", "describe_nonfinite", "seed_everything"]
 
@@ -38,20 +37,20 @@ class PhaseRunner:
 class Trainer:
     """Builds the model and one optimizer per phase; `step()` runs one training step."""
 
-    def __init__(self, program: Program, registry: Registry, device: str | None = None, world: World | None = None) -> None:
-        self.program, self.registry = program, registry
-        tr = program.spec.train
+    def __init__(self, program: Program, device: str | None = None, world: World | None = None) -> None:
+        self.program = program
+        tr = program.train
         self.world = world = world or distributed.SINGLE
         self.device = distributed.device_for(world, pick_device(device or tr.device))
         # Each process computes its share of the global batch (the whole of it when alone).
         self.batch_size = distributed.shard_size(world, tr.batch_size)
         self.generator = seed_everything(tr.seed)
-        self.model = Model(program, registry, self.device)
+        self.model = Model(program, self.device)
         if world.rank:  # networks are built alike on every rank; noise differs from here on
             torch.manual_seed(world.noise_seed(tr.seed))
         train = {k: self.model.dataset.train[f] for k, f in self.model.batch_fields.items()}
         self.batches = Batches(train, tr.batch_size, self.generator, (world.rank, world.size)) if train else None
-        trainable = [n for n in self.model.nets if program.spec.networks[n].trainable]
+        trainable = [n for n in self.model.nets if program.networks[n].trainable]
         self.all_params = [p for n in trainable for p in self.model.nets[n].parameters()]
         for n, net in self.model.nets.items():
             if n not in trainable:
@@ -67,9 +66,8 @@ class Trainer:
 
     def _runner(self, index: int, plan: PhasePlan) -> PhaseRunner:
         params = [p for n in plan.update for p in self.model.nets[n].parameters()]
-        make = self.registry.get("optimizers", plan.optim)
         try:
-            optimizer = make(params, **plan.optim_options)
+            optimizer = plan.make_optimizer(params, **plan.optim_options)  # type: ignore[misc]
         except Exception as exc:  # validation builds each optimizer once; this is the backstop
             raise UnigenError.one("G016", f"the optimizer `{plan.optim}` of phase `{plan.name}` cannot be built: {type(exc).__name__}: {exc}.", ("phases", index, "optim"), "fix its options.") from exc
         return PhaseRunner(plan, optimizer, params, scaler=self.execution.scaler(), index=index)
@@ -104,7 +102,7 @@ class Trainer:
         # requires_grad changed (seen with torch 2.11 on CUDA: a generator phase lost its
         # gradients), so they keep requiring grad, at the cost of gradients that the next
         # phase's `zero_grad` throws away. No phase ever steps another phase's parameters.
-        if self.program.spec.train.compile:
+        if self.program.train.compile:
             return
         for p in self.all_params:
             p.requires_grad_(False)
@@ -207,7 +205,7 @@ class Trainer:
 
     def check_health(self) -> list[dict[str, Any]]:
         """Called at logged steps: the symptoms that have now lasted `HEALTH_PATIENCE` logged
-        steps in a row, each reported once (see `unigen.train.health`)."""
+        steps in a row, each reported once (see `unigen.training.health`)."""
         return self.health.check(self.step_count)
 
     def losses(self) -> dict[str, float]:
@@ -218,24 +216,23 @@ class Trainer:
         """The spec's metrics (default: every registered one that applies and is quick enough
         for training), on the averaged networks; a metric that fails is recorded in
         `metric_errors` and not tried again."""
-        wanted = names if names is not None else self.program.spec.metrics
-        chosen = [(e.name, e.obj, f"metric `{e.name}` (plugin `{e.plugin}`)") for e in self.registry.all("metrics")
-                  if (wanted is None or e.name in wanted) and e.name not in self.metric_errors
-                  and (wanted is not None or getattr(e.obj, "during_training", True))]
+        wanted = names if names is not None else self.program.metric_names
+        chosen = [(m.name, m.metric, f"metric `{m.name}` (plugin `{m.plugin}`)") for m in self.program.metrics
+                  if (wanted is None or m.name in wanted) and m.name not in self.metric_errors and (wanted is not None or m.during_training)]
         self.model.eval()
         with self.model.averages.swapped():
-            results = compute_metrics(self.model, chosen, self.program.spec.train.seed, applicable_only=wanted is None)
+            results = compute_metrics(self.model, chosen, self.program.train.seed, applicable_only=wanted is None)
         self.model.train()
         self.metric_errors.update(results.failed)
         return results.values
 
     def fork_rng(self, seed: int) -> AbstractContextManager[None]:
-        """A block with its own seeded random streams (see `unigen.train.seeds.fork_rng`)."""
+        """A block with its own seeded random streams (see `unigen.training.seeds.fork_rng`)."""
         return fork_rng(self.device, seed)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to continue bit for bit (see `unigen.train.state`)."""
+        """Everything a resumed run needs to continue bit for bit (see `unigen.training.state`)."""
         return state.trainer_state(self)
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -246,5 +243,5 @@ class Trainer:
         return state.snapshot(self)
 
     def rollback(self, snapshot: dict[str, Any]) -> None:
-        """Networks, optimizers and the step count go back to `snapshot` (see `unigen.train.state`)."""
+        """Networks, optimizers and the step count go back to `snapshot` (see `unigen.training.state`)."""
         state.rollback(self, snapshot)

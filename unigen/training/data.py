@@ -7,10 +7,9 @@ from typing import Any
 import torch
 
 from unigen.api.kinds import Dataset
-from unigen.api.registry import Registry
-from unigen.compile.program import Program
+from unigen.compiler.program import Program
 from unigen.errors import UnigenError
-from unigen.train.networks import _exc_text
+from unigen.training.networks import _exc_text
 
 
 def mask_key(var: str) -> str:
@@ -56,23 +55,21 @@ class Batches:
         self._pos = int(state["pos"])
 
 
-def load_dataset(program: Program, registry: Registry) -> Dataset:
+def load_dataset(program: Program) -> Dataset:
     """The dataset of the spec, checked: both splits hold rows, every field the spec reads is
     there with its declared shape, and no floating-point field holds a NaN or an infinity."""
-    spec = program.spec
-    name = spec.data.source
-    kind = registry.get("datasets", name)
+    name = program.data.source
     try:
-        dataset = kind.load(program.option("data", "source"))
+        dataset = program.data.kind.load(program.data.options)
     except UnigenError:
         raise
     except (OSError, ValueError) as exc:
         raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {exc}.", ("data",), "check the dataset's path and options.") from None
     except Exception as exc:  # a dataset plugin's own failure, named
         raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {_exc_text(exc)}.", ("data",), "check the dataset's options; if they are right, report it to the dataset plugin's authors.") from exc
-    declared = program.option("data", "fields") or {}
-    fields = [program.graph.data_field(v) for v, var in spec.variables.items() if var.observed]
-    fields += [var.mask for var in spec.variables.values() if var.observed and var.mask]
+    declared = program.data.fields
+    fields = [v.field for v in program.variables.values() if v.field is not None]
+    fields += [v.mask for v in program.variables.values() if v.observed and v.mask]
     check_dataset(name, dataset, {f: declared.get(f) for f in fields})
     return dataset
 

@@ -1,0 +1,219 @@
+"""The `Program`: what a spec compiles to, as resolved nodes that each print themselves.
+
+Every node carries the registered kind it uses (a dataset, a distribution, an architecture,
+an objective, an optimizer, a metric) with its checked options, so that training consumes the
+program alone, never the spec or the registry. `str(program)` is the text `unigen compile`
+prints and the golden tests compare.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from unigen.api.contexts import EdgeInfo
+from unigen.compiler.binding import BoundRef
+from unigen.graph.model import ModelGraph
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return json.dumps(value) if isinstance(value, str) and " " in value else str(value)
+
+
+def call(name: str, options: Any) -> str:
+    """`name(options set)`: only what the spec set differs from the kind's defaults."""
+    if options is None:
+        return name
+    data = options.model_dump(exclude_defaults=True) if hasattr(options, "model_dump") else dict(options)
+    return f"{name}({_fmt(data)})" if data else name
+
+
+@dataclass(frozen=True)
+class DataNode:
+    source: str
+    kind: Any  # the registered `DatasetKind`
+    options: Any
+    fields: dict[str, tuple[int, ...]]  # field -> shape of one row, as the dataset declares them
+    batch_size: int
+
+    def __str__(self) -> str:
+        return f"{call(self.source, self.options)}: " + ", ".join(f"{k} {list(v)}" for k, v in self.fields.items()) + f"; batch {self.batch_size}"
+
+
+@dataclass(frozen=True)
+class VariableNode:
+    name: str
+    observed: bool
+    shape: tuple[int, ...]
+    prior: str | None  # the prior's distribution name, for a latent root
+    prior_kind: Any  # the registered `Dist` of the prior, or None
+    field: str | None  # the data field of an observed variable
+    mask: str | None  # the data field marking the rows that observe it
+    p_source: str  # how the p-trace gets it: edge, prior, data or none
+    q_source: str  # how the q-trace gets it: data, edge or none
+
+    def __str__(self) -> str:
+        role = "observed" if self.observed else "latent"
+        extra = f", prior {self.prior}" if self.prior else ""
+        bind = f", data {self.field}" if self.observed else ""
+        bind += f", observed where {self.mask}" if self.observed and self.mask else ""
+        return f"{self.name:<10} {role} {list(self.shape)}{extra}{bind}"
+
+
+@dataclass(frozen=True)
+class EdgeNode:
+    """An edge with its kind resolved: a distribution (generative and inference edges) or an
+    adversarial objective (links), and the options checked against it."""
+
+    info: EdgeInfo
+    kind: Any
+    options: Any
+    event_dims: int = 0  # the child's event dimensions (distributions)
+    call: str = ""  # links: how the objective prints itself
+    note: str = ""  # links: what else the discriminator does (`Objective.note`)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def __str__(self) -> str:
+        e = self.info
+        if e.kind != "adversarial":
+            return f"{e.child} ~ {e.dist}({e.net}({', '.join(e.parents)}))"
+        real = ", ".join(f"{t}.{v}" for t, v in e.real)
+        fake = ", ".join(f"{t}.{v}" for t, v in e.fake)
+        return f"{e.name}: {e.net}({real}) real vs {e.net}({fake}) fake, objective {self.call}" + (f"; {self.note}" if self.note else "")
+
+
+@dataclass(frozen=True)
+class NetworkNode:
+    name: str
+    arch: str
+    kind: Any  # the registered `Arch`
+    options: Any
+    inputs: tuple[tuple[int, ...], ...]
+    output: tuple[int, ...]
+    trainable: bool = True
+    ema: float | None = None
+
+    def build(self) -> nn.Module:
+        return self.kind.build([tuple(s) for s in self.inputs], tuple(self.output), self.options)  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        shape = ", ".join(str(list(s)) for s in self.inputs) + " -> " + str(list(self.output))
+        frozen = ("" if self.trainable else "  (not trainable)") + (f"  (ema {self.ema:g})" if self.ema else "")
+        return f"{self.name:<14} {call(self.arch, self.options)}: {shape}{frozen}"
+
+
+@dataclass(frozen=True)
+class MetricNode:
+    name: str
+    metric: Any  # the registered `Metric`
+    plugin: str
+    during_training: bool  # computed at the run's evaluations (else only by `unigen evaluate`)
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    name: str
+    terms: tuple[BoundRef, ...]
+    update: tuple[str, ...]
+    frozen: tuple[str, ...]
+    optim: str
+    optim_options: dict[str, Any]
+    repeats: int
+    every: int
+    traces: frozenset[str]
+    needs_data: bool
+    make_optimizer: Callable[..., Any] | None = None  # the registered optimizer: (params, **options)
+
+    def __str__(self) -> str:
+        sched = f"x{self.repeats} per step" + (f", every {self.every} steps" if self.every > 1 else "")
+        lines = [f"phase {self.name}  ({sched})"]
+        for i, t in enumerate(self.terms):
+            lead = "loss   =" if i == 0 else "       +"
+            lines.append(f"  {lead} {_fmt(t.weight)} * {t.label:<22} {t.bound.formula}")
+        lines.append("  traces   " + (", ".join(sorted(self.traces)) or "-") + ("" if self.needs_data else "  (no data batch)"))
+        lines.append("  update   " + ", ".join(self.update) + f"  with {call(self.optim, self.optim_options)}")
+        lines.append("  frozen   " + (", ".join(self.frozen) or "-"))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """The registered kinds a program uses, by kind and name (`kinds.get("distributions",
+    "normal")`): what a metric looks up where a term's `bind` had `site.registry`."""
+
+    entries: dict[tuple[str, str], Any]
+
+    def has(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.entries
+
+    def get(self, kind: str, name: str, path: tuple[str | int, ...] = ()) -> Any:
+        return self.entries[(kind, name)]
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    family: str | None
+    data: DataNode
+    variables: dict[str, VariableNode]
+    edges: dict[str, EdgeNode]  # by edge name, in the spec's order
+    networks: dict[str, NetworkNode]
+    phases: tuple[PhasePlan, ...]
+    p_order: tuple[str, ...]  # the variables in the order the p-trace computes them
+    q_order: tuple[str, ...]
+    train: Any  # the training settings (`unigen.spec.models.Train`: steps, batch size, seed, ...)
+    metrics: tuple[MetricNode, ...]  # every registered metric, in name order
+    metric_names: tuple[str, ...] | None  # the spec's `metrics` (each computed, applicable or not); None: all that apply
+    kinds: Kinds
+    # The checked model graph that terms were bound on: what plugins' metrics read as a
+    # `GraphView` (`model.program.graph`). Training itself reads the nodes above.
+    graph: ModelGraph = field(repr=False)
+
+    def into(self, var: str, kind: str) -> EdgeNode | None:
+        """The generative or inference edge into `var`, resolved."""
+        return next((e for e in self.edges.values() if e.info.kind == kind and e.info.child == var), None)
+
+    def links(self) -> list[EdgeNode]:
+        return [e for e in self.edges.values() if e.info.kind == "adversarial"]
+
+    def sampled_variable(self) -> str | None:
+        """The observed variable samples show: the first one the p-trace generates."""
+        return next((v.name for v in self.variables.values() if v.observed and v.p_source == "edge"), None)
+
+    def trace_line(self, side: str) -> str:
+        parts = []
+        for v in self.p_order if side == "p" else self.q_order:
+            node = self.variables[v]
+            source = node.p_source if side == "p" else node.q_source
+            if source == "prior":
+                parts.append(f"{v} ~ {node.prior}")
+            elif source == "data":
+                parts.append(f"{v} ~ data")
+            elif source == "edge":
+                edge = self.into(v, "generative" if side == "p" else "inference")
+                assert edge is not None
+                parts.append(str(edge))
+        return "; ".join(parts) or "-"
+
+    def __str__(self) -> str:
+        lines = [f"program {self.name}" + (f"  (family {self.family})" if self.family else ""), f"  data      {self.data}", "  variables"]
+        lines += [f"    {v}" for v in self.variables.values()]
+        lines += ["  p-trace   " + self.trace_line("p"), "  q-trace   " + self.trace_line("q")]
+        lines += [f"  link      {e}" for e in self.links()]
+        lines += ["  networks"] + [f"    {n}" for n in self.networks.values()]
+        for phase in self.phases:
+            lines += ["", str(phase)]
+        return "\n".join(lines) + "\n"
