@@ -45,7 +45,7 @@ def test_draw_dot_of_aae_has_every_edge_styled_by_kind(registry):
 def test_draw_madgan_indicator_says_which_latent_it_also_tells(registry):
     program = compile_file(ROOT / "specs" / "madgan-ring.yaml", registry=registry).program
     text = to_dot(describe(program.graph, {e.name: e.note for e in program.links()}))
-    assert re.search(r'"link:adv_x" \[[^\n]*label=<y<BR/>.*adv_x<BR/>also tells which<BR/>`c` made each fake', text)
+    assert re.search(r'"link:adv_x" \[[^\n]*label=<y<BR/>.*adv_x<BR/>also tells which<BR/>`c` made each<BR/>fake', text)
     gan = compile_file(ROOT / "specs" / "gan-ring.yaml", registry=registry).program
     assert "also tells" not in to_dot(describe(gan.graph, {e.name: e.note for e in gan.links()}))
 

@@ -16,6 +16,7 @@ from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import export_weights
 from unigen.runs.driver import train_run
+from unigen.training.seeds import METRICS_SEED_OFFSET
 from unigen.training.trainer import Trainer
 
 GAN = ROOT / "specs" / "gan-ring.yaml"
@@ -68,7 +69,7 @@ def test_metrics_use_the_average(registry):
 
     def direct() -> dict[str, float]:  # the metric on whatever `nets["generator"]` holds, same noise as `evaluate`
         model.eval()
-        with torch.no_grad(), trainer.fork_rng(program.train.seed + 12345):
+        with torch.no_grad(), trainer.fork_rng(program.train.seed + METRICS_SEED_OFFSET):
             out = metric.compute(model)
         model.train()
         return out

@@ -93,7 +93,7 @@ def describe(graph: ModelGraph, notes: dict[str, str] | None = None) -> Drawing:
         if e.kind == "adversarial":
             link = f"link:{e.name}"
             # What else the discriminator tells (MAD-GAN: which generator made a fake), as the objective puts it.
-            note = "\n".join(textwrap.wrap(notes.get(e.name, ""), 18))
+            note = "\n".join(textwrap.wrap(notes.get(e.name, ""), 16))
             d.nodes.append(Node(link, "y", "link", sublabel=e.name + (f"\n{note}" if note else "")))
             for v in dict.fromkeys(e.parents):
                 real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
@@ -229,7 +229,7 @@ def figure(d: Drawing) -> Any:
     xs = [p[0] for p in pos.values()] or [0.0]
     ys = [p[1] for p in pos.values()] or [0.0]
     fig, ax = _axes(plt, d.name, xs, ys)
-    radius = {n.id: (0.46 if n.kind == "variable" else 0.34) for n in d.nodes}
+    radius = {n.id: _radius(n) for n in d.nodes}
     centre = (sum(xs) / len(xs), sum(ys) / len(ys))  # the picture's centre: labels go outwards
     _draw_nodes(ax, d.nodes, pos, radius)
     # Two edges between one pair of nodes (z -> x generative, x -> z inference) bend apart
@@ -327,6 +327,14 @@ def _place_label(ax: Any, a: Arrow, start: tuple[float, float], end: tuple[float
         t = ax.text(mx + 0.12 * nx_, my + 0.12 * ny_, a.label, ha=ha, va=va, fontsize=9, color=color, zorder=5,
                     multialignment="center")
     t.set_gid(f"label:{a.id}")
+
+
+def _radius(n: Node) -> float:
+    """A variable's circle holds its name, shape and prior; an indicator's grows with the lines
+    its objective's note adds under the link's name."""
+    if n.kind == "variable":
+        return 0.46
+    return 0.34 + 0.1 * max(0, n.sublabel.count("\n"))
 
 
 def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
