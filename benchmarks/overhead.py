@@ -135,7 +135,7 @@ def plain_gan(trainer: Trainer) -> tuple[Callable[[], None], Callable[[], list[f
     z_shape = tuple(spec.variables["z"].shape)
     device = trainer.device
     d_params = list(disc.parameters())
-    gamma = float(spec.edges[1].options.get("r1", 0.0))
+    gamma = float(spec.links()[0].info.options.get("r1", 0.0))
     last: list[torch.Tensor] = []
 
     def step() -> None:
