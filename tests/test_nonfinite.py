@@ -30,7 +30,7 @@ from unigen.training.trainer import NonFiniteLoss, Trainer
 class PoisonOptions(Options):
     at: list[int] = Field(default_factory=list, description="1-based calls that return `value`")
     after: int = Field(0, description="every call after this one returns `value` too (0: none)")
-    value: float = math.nan
+    value: str = "nan"  # a spec holds finite numbers only: the poison is named, e.g. "inf"
 
 
 class Poison(Term):
@@ -44,7 +44,7 @@ class Poison(Term):
         def loss(ctx):
             calls[0] += 1
             bad = calls[0] in opts.at or (opts.after and calls[0] > opts.after)
-            return torch.tensor(opts.value if bad else 0.0)
+            return torch.tensor(float(opts.value) if bad else 0.0)
 
         return Bound(loss, "0, or a chosen non-finite value", traces=frozenset(), reaches=frozenset())
 
@@ -128,7 +128,7 @@ def test_nonfinite_raise_exits_1_through_the_cli(poisoned, reg, tmp_path: Path, 
     import unigen.cli.common
 
     monkeypatch.setattr(unigen.cli.common, "registry", lambda: reg)
-    code, _, err = cli("compile-and-train", poisoned("raise", at=[3], value=math.inf), *SMALL, "--out", tmp_path / "r", "--steps", "6", "--quiet")
+    code, _, err = cli("compile-and-train", poisoned("raise", at=[3], value="inf"), *SMALL, "--out", tmp_path / "r", "--steps", "6", "--quiet")
     assert code == 1
     assert err.startswith("R001 ") and "term `poison` is inf at step 3" in err and "Traceback" not in err
 

@@ -236,3 +236,116 @@ def test_cli_plugins_misspelt_hook_of_an_installed_plugin_is_p005(tmp_path):
     assert "misspelt         unigen-misspelt 0.3  FAILED: unknown hook `unigen_register_term`" in lenient.stdout
     assert "P005" in lenient.stderr
     assert "elbo" in lenient.stdout and "[vae]" in lenient.stdout  # the other plugins still load
+
+
+# ------------------------------------------------------------- objects not of their kind (P006)
+
+
+class BadOptionsGamma(Gamma):
+    Options = dict  # not a pydantic model
+
+
+SHAPELESS = {
+    "term-int": ("terms", 3, "it has no method `bind`; it has no `target` (None for a whole-model term, or the edge kind it attaches to: `generative`, `inference`, `adversarial`)"),
+    "term-without-bind": ("terms", types.SimpleNamespace(target=None), "it has no method `bind`"),
+    "term-bind-not-callable": ("terms", types.SimpleNamespace(target=None, bind="bind"), "its `bind` is not callable"),
+    "term-bad-target": ("terms", types.SimpleNamespace(target="edge", bind=lambda site: None), "its `target` is 'edge'; expected None or one of `generative`, `inference`, `adversarial`"),
+    "term-without-target": ("terms", types.SimpleNamespace(bind=lambda site: None), "it has no `target`"),
+    "distribution": ("distributions", object(), "it has no method `make`"),
+    "distribution-options": ("distributions", BadOptionsGamma(), "its `Options` is `dict`, not a pydantic model class (or None)"),
+    "architecture": ("networks", object(), "it has no method `build`"),
+    "dataset": ("datasets", types.SimpleNamespace(fields=lambda options: {}), "it has no method `load`"),
+    "metric": ("metrics", object(), "it has no method `compute`"),
+    "objective": ("objectives", types.SimpleNamespace(d_loss=lambda real, fake, options: None), "it has no method `g_loss`"),
+    "rule": ("rules", object(), "it has no method `check`"),
+    "family": ("families", object(), "it has no method `complete`"),
+    "optimizer": ("optimizers", object(), "it is not callable"),
+    "tracker": ("trackers", "tensorboard", "it is not callable"),
+}
+
+
+def _registering(name: str, kind: str, obj: Any, as_name: str = "bad") -> types.ModuleType:
+    return plugin(name, **{f"unigen_register_{kind}": hookimpl(lambda register: register(as_name, obj))})
+
+
+@pytest.mark.parametrize("case", sorted(SHAPELESS))
+def test_registry_object_not_of_its_kind_is_p006(case):
+    kind, obj, missing = SHAPELESS[case]
+    reg = load_registry(extra=[_registering("notakind", kind, obj)])
+    diags = [d for d in reg.problems if d.code == "P006"]
+    assert len(diags) == 1, reg.problems
+    d = diags[0]
+    noun = registry_mod.KIND_NOUN[kind]
+    article = "an" if noun[0] in "aeiou" else "a"
+    assert d.message.startswith(f"plugin `notakind` (<local>) registered {noun} `bad` as an object of type `{type(obj).__name__}`, which is not {article} {noun}: ")
+    assert missing in d.message and d.message.endswith("; it is not registered.")
+    assert d.hint == f"{registry_mod.SHAPE_HINT[kind]}, or block the plugin with UNIGEN_BLOCK_PLUGINS=notakind."
+    assert d.path == () and not d.file
+    info = next(p for p in reg.plugins if p.name == "notakind")
+    assert info.error.startswith(f"{noun} `bad` is not {article} {noun}: ") and missing in info.error
+    assert not reg.has(kind, "bad")
+    assert not any(d.code == "P001" for d in reg.problems)  # no traceback-shaped failure
+    assert reg.has("terms", "elbo") and reg.has("distributions", "normal")  # the other plugins load
+
+
+def test_registry_p006_keeps_the_plugins_other_objects_and_the_first_of_a_name():
+    class Mixed:
+        __name__ = "mixed"
+
+        @hookimpl
+        def unigen_register_terms(self, register):
+            register("elbo", 3)  # not a term: refused before it could count as a duplicate (P002)
+
+        @hookimpl
+        def unigen_register_distributions(self, register):
+            register("gamma", Gamma())
+
+    reg = load_registry(extra=[Mixed()])
+    assert [d.code for d in reg.problems] == ["P006"], reg.problems
+    assert "registered term `elbo` as an object of type `int`" in reg.problems[0].message
+    assert reg.entries["terms"]["elbo"].plugin == "vae"
+    assert reg.entries["distributions"]["gamma"].plugin == "mixed"
+    assert next(p for p in reg.plugins if p.name == "mixed").error.startswith("term `elbo` is not a term: it has no method `bind`")
+
+
+def test_registry_every_kind_has_a_shape_and_the_builtins_have_it():
+    assert set(registry_mod.NEEDS) == set(registry_mod.KINDS) == set(registry_mod.SHAPE_HINT)
+    reg = load_registry()
+    assert not any(d.code == "P006" for d in reg.problems), reg.problems
+    assert all(not p.error for p in reg.plugins), reg.plugins
+    for kind in registry_mod.KINDS:
+        assert all(registry_mod.shape_problems(kind, e.obj) == [] for e in reg.all(kind))
+
+
+def test_cli_plugins_strict_fails_on_an_object_not_of_its_kind(cli, fake_entry_points, monkeypatch):
+    fake_entry_points(FakeEntryPoint("notakind", "unigen-notakind", _registering("notakind", "terms", 3)))
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+    code, out, err = cli("plugins", "--strict")
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+    assert code == 1
+    assert "notakind         unigen-notakind 1.0  FAILED: term `bad` is not a term: it has no method `bind`" in out
+    assert "  bad " not in out and "elbo" in out and "[vae]" in out
+    p006 = [line for line in err.splitlines() if "P006" in line]
+    assert len(p006) == 1, err
+    assert "plugin `notakind` (unigen-notakind 1.0) registered term `bad` as an object of type `int`, which is not a term" in p006[0]
+    assert "Traceback" not in err
+
+
+def test_cli_plugins_strict_fails_on_an_installed_plugin_registering_a_non_term(tmp_path):
+    site = tmp_path / "site"
+    info = site / "unigen_notaterm-0.2.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: unigen-notaterm\nVersion: 0.2\n")
+    (info / "entry_points.txt").write_text("[unigen]\nnotaterm = unigen_notaterm\n")
+    (site / "unigen_notaterm.py").write_text("from unigen import hookimpl\n\n\n@hookimpl\ndef unigen_register_terms(register):\n    register('bad', 3)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("UNIGEN_DISABLE_PLUGIN_AUTOLOAD", "UNIGEN_BLOCK_PLUGINS")}
+    env.update(PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep), OMP_NUM_THREADS="1")
+    strict = subprocess.run([sys.executable, "-m", "unigen", "plugins", "--strict"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "Traceback" not in strict.stderr and "AttributeError" not in strict.stderr
+    p006 = [line for line in strict.stderr.splitlines() if "P006" in line]
+    assert len(p006) == 1, strict.stderr
+    assert "plugin `notaterm` (unigen-notaterm 0.2) registered term `bad` as an object of type `int`, which is not a term: it has no method `bind`" in p006[0]
+    assert "UNIGEN_BLOCK_PLUGINS=notaterm" in p006[0]
+    assert "notaterm         unigen-notaterm 0.2  FAILED: term `bad` is not a term" in strict.stdout
+    assert "elbo" in strict.stdout and "[vae]" in strict.stdout  # the other plugins still load

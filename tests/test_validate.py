@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from unigen.compiler.compiler import compile_spec
 from unigen.errors import Diagnostic, UnigenError, dotted
@@ -672,3 +673,147 @@ def test_validate_g001_prior_only_distribution_on_an_edge(check):
     d = the(check(GAN.replace("dist: deterministic", "dist: uniform")), "G001")
     assert dotted(d.path) == "edges.0.dist"
     assert "prior only" in d.message and "did you mean" in d.hint
+
+
+# ------------------------------------------------------------------ non-finite numbers (S002)
+
+FINITE_HINT = "write a finite number such as `1e-3`; `.inf`, `-.inf` and `.nan` are not numbers a spec takes."
+
+
+@pytest.mark.parametrize(
+    "base, sections, path, shown",
+    [
+        (VAE, {"train": "{steps: 2, batch_size: 16, optim: {lr: .inf}}"}, "train.optim.lr", "inf"),
+        (VAE, {"train": "{steps: 2, batch_size: 16, optim: {lr: .nan}}"}, "train.optim.lr", "nan"),
+        (VAE, {"train": "{steps: 2, batch_size: 16, optim: {lr: -.inf}}"}, "train.optim.lr", "-inf"),  # not only `lr > 0`
+        (VAE, {"train": "{steps: 2, batch_size: 16, optim: {kind: adam, betas: [0.5, .inf]}}"}, "train.optim.betas.1", "inf"),
+        (VAE, {"phases": "[{name: elbo, update: [encoder, decoder], terms: [elbo], optim: {lr: .nan}}]"}, "phases.0.optim.lr", "nan"),
+        (VAE, {"phases": "[{name: elbo, update: [encoder, decoder], terms: [{term: elbo, weight: .inf}]}]"}, "phases.0.terms.0.weight", "inf"),
+        (VAE, {"phases": "[{name: elbo, update: [encoder, decoder], terms: [{term: elbo, options: {beta: .inf}}]}]"}, "phases.0.terms.0.options.beta", "inf"),
+        (VAE, {"networks": "{encoder: {arch: mlp, hidden: [32], dropout: .nan}, decoder: {arch: mlp, hidden: [32]}}"}, "networks.encoder.dropout", "nan"),
+        (VAE, {"networks": "{encoder: {arch: mlp, hidden: [32, -.inf]}, decoder: {arch: mlp, hidden: [32]}}"}, "networks.encoder.hidden.1", "-inf"),
+        (VAE, {"networks": "{encoder: {arch: mlp, hidden: [32], ema: .nan}, decoder: {arch: mlp, hidden: [32]}}"}, "networks.encoder.ema", "nan"),
+        (GAN, {"data": "{source: ring2d, sigma: .inf}"}, "data.sigma", "inf"),
+        (GAN, {"edges": "[{generative: z -> x, net: generator, dist: deterministic}, {adversarial: x, net: discriminator, objective: nonsaturating, options: {r1: .nan}}]"},
+         "edges.1.options.r1", "nan"),
+        (GAN, {"edges": "[{generative: z -> x, net: generator, dist: deterministic}, {adversarial: x, net: discriminator, objective: nonsaturating, options: {deep: {a: [1, -.inf]}}}]"},
+         "edges.1.options.deep.a.1", "-inf"),
+    ],
+    ids=["lr-inf", "lr-nan", "lr-minus-inf", "optimizer-option", "phase-optim", "term-weight", "term-option", "network-option", "network-option-list", "ema", "dataset-option", "edge-option", "edge-option-nested"],
+)
+def test_validate_non_finite_number_is_s002_at_its_key(check, base, sections, path, shown):
+    text = variant(base, **sections)
+    diags = check(text)
+    assert len(diags) == 1, "\n".join(map(str, diags))
+    d = diags[0]
+    assert (d.code, dotted(d.path)) == ("S002", path)
+    assert d.message == f"invalid value {shown}; expected a finite number."
+    assert d.hint == FINITE_HINT
+    key = next(str(p) for p in reversed(d.path) if isinstance(p, str))
+    assert d.file == "spec.yaml" and d.line > 0
+    assert f"{key}:" in text.splitlines()[d.line - 1]  # located at the key in the file
+
+
+def test_validate_every_non_finite_number_is_reported_at_once(check):
+    text = variant(GAN, networks="""
+        generator: {arch: mlp, hidden: [32], dropout: .inf}
+        discriminator: {arch: mlp, hidden: [32]}
+    """, edges="""
+        - {generative: z -> x, net: generator, dist: deterministic}
+        - {adversarial: x, net: discriminator, objective: nonsaturating, options: {r1: .nan, r2: -.inf}}
+    """, train="{steps: 2, batch_size: 16, optim: {lr: .inf, betas: [.nan, 0.9]}}")
+    diags = check(text)
+    assert sorted((d.code, dotted(d.path)) for d in diags) == [
+        ("S002", "edges.1.options.r1"),
+        ("S002", "edges.1.options.r2"),
+        ("S002", "networks.generator.dropout"),
+        ("S002", "train.optim.betas.0"),
+        ("S002", "train.optim.lr"),
+    ]
+    assert all(d.message.endswith("expected a finite number.") for d in diags)
+
+
+def test_validate_finite_numbers_and_other_values_still_pass(check):
+    assert check(variant(GAN, edges="""
+        - {generative: z -> x, net: generator, dist: deterministic}
+        - {adversarial: x, net: discriminator, objective: nonsaturating, options: {real_label: 0.9}}
+    """, train="{steps: 2, batch_size: 16, optim: {lr: 2e-4, betas: [0.5, 0.999], eps: 1e-8}}")) == []
+
+
+@pytest.mark.parametrize(
+    "kind, name, options, path",
+    [
+        ("terms", "elbo", {"beta": float("inf")}, "phases.0.terms.0.options.beta"),
+        ("objectives", "wgan_gp", {"gp": float("nan")}, "edges.1.options.gp"),
+        ("networks", "mlp", {"dropout": float("-inf")}, "networks.encoder.dropout"),
+    ],
+    ids=["term", "objective", "arch"],
+)
+def test_validate_kind_options_refuse_non_finite_numbers_g016(registry, kind, name, options, path):
+    # Options models derive from `unigen.api.kinds.Options`, which refuses NaN and infinities.
+    prefix = tuple(int(p) if p.isdigit() else p for p in path.split(".")[:-1])
+    _, diags = registry.options(kind, name, options, prefix)
+    assert len(diags) == 1, diags
+    d = diags[0]
+    assert (d.code, dotted(d.path)) == ("G016", path)
+    assert "Input should be a finite number" in d.message and repr(next(iter(options.values()))) in d.message
+
+
+@pytest.mark.parametrize("value, shown", [(".inf", "inf"), ("-.inf", "-inf"), (".nan", "nan")])
+def test_validate_cli_non_finite_override_is_refused(cli, value, shown):
+    spec = ROOT / "specs" / "vae-digits.yaml"
+    code, out, err = cli("validate", spec, f"train.optim.lr={value}")
+    assert code == 2, out + err
+    assert "Traceback" not in err and "Traceback" not in out
+    line = next(i for i, row in enumerate(spec.read_text().splitlines(), 1) if " lr:" in row)
+    assert re.search(rf"^{re.escape(str(spec))}:{line}:\d+: train\.optim\.lr: S002 invalid value {re.escape(shown)}; expected a finite number\. Hint: ", err, re.M), err
+
+
+# ------------------------------------------------------------------ network names that nn.ModuleDict holds (S002)
+
+
+def _renamed(base: str, old: str, new: str) -> str:
+    doc = yaml.safe_load(base)
+    doc["networks"] = {new if k == old else k: v for k, v in doc["networks"].items()}
+    for e in doc["edges"]:
+        e["net"] = new if e["net"] == old else e["net"]
+    for ph in doc["phases"]:
+        ph["update"] = [new if n == old else n for n in ph["update"]]
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200)
+
+
+@pytest.mark.parametrize(
+    "name, other",
+    [("parameters", "parameters_net"), ("training", "training_net"), ("to", "to_net"), ("forward", "forward_net"), ("state_dict", "state_dict_net"),
+     ("cuda", "cuda_net"), ("keys", "keys_net"), ("_modules", "modules_net"), ("__class__", "class_net"), ("_x", "x_net")],
+)
+def test_validate_network_named_like_a_module_attribute_is_s002(check, name, other):
+    text = _renamed(VAE, "encoder", name)
+    diags = check(text)
+    assert len(diags) == 1, "\n".join(map(str, diags))
+    d = diags[0]
+    assert (d.code, dotted(d.path)) == ("S002", f"networks.{name}")
+    why = "starts with `_`, which torch keeps for a module's own state" if name.startswith("_") else "is an attribute of torch's `nn.ModuleDict`, which holds the networks"
+    assert d.message == (
+        f"network name `{name}` {why}, so training could not store the network under it; "
+        "expected a name that does not start with `_` and is no `nn.ModuleDict` attribute (such as `parameters`, `training`, `to`)."
+    )
+    assert d.hint == f"rename the network, e.g. to `{other}`, and its uses in `net:` and `update:`."
+    assert d.file == "spec.yaml" and text.splitlines()[d.line - 1].lstrip().startswith(f"{name}:")
+    assert check(_renamed(VAE, "encoder", other)) == []  # the suggested name is fine
+
+
+def test_validate_every_reserved_network_name_is_reported(check):
+    text = _renamed(_renamed(VAE, "encoder", "parameters"), "decoder", "_modules")
+    assert sorted((d.code, dotted(d.path)) for d in check(text)) == [("S002", "networks._modules"), ("S002", "networks.parameters")]
+
+
+@pytest.mark.parametrize("name", ["parameters", "training", "_modules"])
+def test_validate_cli_compile_and_train_refuses_a_reserved_network_name(cli, write_spec, tmp_path, name):
+    path = write_spec(_renamed(VAE, "encoder", name))
+    code, out, err = cli("compile-and-train", path, "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 2, out + err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "KeyError" not in err and "already exists" not in err
+    assert re.search(rf"^{re.escape(str(path))}:\d+:\d+: networks\.{re.escape(name)}: S002 network name `{re.escape(name)}` ", err, re.M), err
+    assert not (tmp_path / "run").exists()

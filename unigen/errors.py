@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "P003": "plugin built for another plugin-API version",
     "P004": "no plugins registered (unigen is not installed)",
     "P005": "plugin implements a hook that no hookspec declares",
+    "P006": "registered object is not of its kind",
     "D001": "data cannot be loaded",
     "D010": "data file or folder missing",
     "D011": "malformed data file (IDX magic, sizes, labels)",

@@ -22,7 +22,7 @@ from unigen.errors import Diagnostic
 class Options(BaseModel):
     """Base for a kind's options: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TermError(Exception):

@@ -38,6 +38,64 @@ KIND_NOUN = {
 }
 
 
+# What an object of each kind must have, by duck typing: methods the core calls (callable
+# attributes), and the base class of `unigen.api.kinds` that has them. An optimizer or a tracker
+# is itself called (a factory).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "families": ("complete",),
+    "terms": ("bind",),
+    "objectives": ("d_loss", "g_loss"),
+    "networks": ("build",),
+    "distributions": ("make",),
+    "datasets": ("fields", "load"),
+    "metrics": ("compute",),
+    "rules": ("check",),
+    "optimizers": (),
+    "trackers": (),
+}
+
+
+SHAPE_HINT = {
+    "families": "subclass `unigen.api.kinds.Family`",
+    "terms": "subclass `unigen.api.kinds.Term`",
+    "objectives": "subclass `unigen.api.kinds.Objective`",
+    "networks": "subclass `unigen.api.kinds.Arch`",
+    "distributions": "subclass `unigen.api.kinds.Dist`",
+    "datasets": "subclass `unigen.api.kinds.DatasetKind`",
+    "metrics": "subclass `unigen.api.kinds.Metric`",
+    "rules": "subclass `unigen.api.kinds.Rule`",
+    "optimizers": "register a callable `(params, **options) -> torch.optim.Optimizer`",
+    "trackers": "register a factory (e.g. a class) of objects with `on_start`, `on_metrics` and `on_end`",
+}
+
+
+# The edge kinds a term may attach to (`Term.target`; None: the whole model).
+EDGE_KINDS = ("generative", "inference", "adversarial")
+
+
+def shape_problems(kind: str, obj: Any) -> list[str]:
+    """What `obj` lacks to be an object of `kind` (empty when it has all it needs)."""
+    out = []
+    if kind in ("optimizers", "trackers") and not callable(obj):
+        out.append("it is not callable")
+    for attr in NEEDS[kind]:
+        if not hasattr(obj, attr):
+            out.append(f"it has no method `{attr}`")
+        elif not callable(getattr(obj, attr)):
+            out.append(f"its `{attr}` is not callable")
+    if kind == "terms":
+        kinds = ", ".join(f"`{k}`" for k in EDGE_KINDS)
+        if not hasattr(obj, "target"):
+            out.append(f"it has no `target` (None for a whole-model term, or the edge kind it attaches to: {kinds})")
+        elif obj.target is not None and obj.target not in EDGE_KINDS:
+            out.append(f"its `target` is {obj.target!r}; expected None or one of {kinds}")
+    model = getattr(obj, "Options", None)
+    if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+        given = f"`{model.__name__}`" if isinstance(model, type) else f"an object of type `{type(model).__name__}`"
+        out.append(f"its `Options` is {given}, not a pydantic model class (or None)")
+    return out
+
+
 @dataclass(frozen=True)
 class Entry:
     kind: str
@@ -95,6 +153,19 @@ class Registry:
 
     # ---------------------------------------------------------- registration
     def _register(self, kind: str, plugin: str, dist: str, name: str, obj: Any) -> None:
+        missing = shape_problems(kind, obj)
+        if missing:
+            noun = KIND_NOUN[kind]
+            article = "an" if noun[0] in "aeiou" else "a"
+            error = f"{noun} `{name}` is not {article} {noun}: {'; '.join(missing)}"
+            where = next((f"{p.dist} {p.version}".strip() for p in self.plugins if p.name == plugin), dist)
+            self.problems.append(Diagnostic(
+                "P006",
+                f"plugin `{plugin}` ({where}) registered {noun} `{name}` as an object of type `{type(obj).__name__}`, which is not {article} {noun}: {'; '.join(missing)}; it is not registered.",
+                hint=f"{SHAPE_HINT[kind]}, or block the plugin with UNIGEN_BLOCK_PLUGINS={plugin}.",
+            ))
+            self.plugins[:] = [p if p.name != plugin else PluginInfo(p.name, p.dist, p.version, "; ".join(filter(None, (p.error, error)))) for p in self.plugins]
+            return
         current = self.entries[kind].get(name)
         if current is not None:
             self.problems.append(Diagnostic(

@@ -9,9 +9,10 @@ from pathlib import Path
 from unigen.api.registry import Registry, default_registry
 from unigen.compiler.compiler import Compiled, compile_file
 from unigen.errors import UnigenError, exception_text
+from unigen.runs.lock import RunLock
 from unigen.runs.loop import RunSetup, TrainingLoop
-from unigen.runs.resume import Resume, check_fits, find_resume
-from unigen.runs.rundir import make_run_dir, spec_digest, spec_identity
+from unigen.runs.resume import Resume, check_fits, check_same_spec, find_resume
+from unigen.runs.rundir import make_run_dir, remove_temporaries, spec_digest, spec_identity
 from unigen.runs.trackers import Trackers, select_trackers
 from unigen.training import distributed
 from unigen.training.trainer import Trainer
@@ -68,6 +69,8 @@ def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_
         if plan is not None and plan.state is not None:
             assert plan.path is not None
             check_fits(plan.state, plan.path, identity, digest, tr.steps)
+        elif plan is not None and plan.reuse:
+            check_same_spec(plan.run, identity)  # no checkpoint yet: it starts afresh there
         return plan
 
     plan = world.from_main(find)  # rank 0 reads the checkpoint; every rank loads it
@@ -80,12 +83,20 @@ def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_
     reuse = plan is not None and plan.reuse
     # Only rank 0 writes: the run directory, its log, metrics, samples and checkpoints.
     run = world.from_main(lambda: make_run_dir(program.name, plan.run if plan else out, reuse=reuse))
+    lock = RunLock(run)
+
+    def claim() -> None:  # one process trains in a run directory; what a killed one left half-written goes
+        lock.acquire()
+        remove_temporaries(run)
+
+    world.from_main(claim)
     log = _logger(run, quiet) if world.main else _null_logger()
     try:
         setup = RunSetup(run, log, compiled, trainer, plan, identity, digest, registry, quiet or not world.main, _resume_command(spec_path, user_overrides, steps, device, run), trackers)
         return TrainingLoop(setup).run()
     finally:
         _close(log)
+        lock.release()
 
 
 def _resume_command(spec_path: str | Path, overrides: list[str], steps: int | None, device: str | None, run: Path) -> str:

@@ -66,6 +66,7 @@ class TrainingLoop:
         self.writes = self.trainer.world.main
         self.reuse = setup.plan is not None and setup.plan.reuse
         self.resumed = setup.plan is not None and setup.plan.state is not None
+        self.continues = self.reuse and self.resumed  # goes on in its own directory, keeping its files
         self.problems: list[str] = []  # failures after training that cost no trained state (R005)
         self.trackers = setup.trackers if self.writes else Trackers()  # only rank 0 reports
         self.trackers.warn = self.warn
@@ -105,7 +106,7 @@ class TrainingLoop:
     # --------------------------------------------------------------- start
     def begin(self) -> None:
         s, run, trainer = self.s, self.s.run, self.trainer
-        if self.writes and not self.reuse:
+        if self.writes and not self.continues:  # a new run, a fork, or one that starts afresh where nothing was saved
             atomic_write(run / "spec.yaml", Path(s.compiled.path).read_text(encoding="utf-8"))
             atomic_write(run / "spec.resolved.yaml", dump_yaml(s.compiled.resolved))
             atomic_write(run / "program.txt", str(s.compiled.program))
@@ -124,8 +125,8 @@ class TrainingLoop:
         if self.writes:
             # A resumed run keeps the rows up to its checkpoint; later ones are replayed.
             path = run / "metrics.csv"
-            self.metrics = MetricsLog.resume(path, first) if self.reuse else MetricsLog(path)
-        self.trackers.on_start(RunStart(run, self.program.name, s.compiled.resolved, first, self.reuse))
+            self.metrics = MetricsLog.resume(path, first) if self.continues else MetricsLog(path)
+        self.trackers.on_start(RunStart(run, self.program.name, s.compiled.resolved, first, self.continues))
         offset = 0.0
         if self.resumed and s.plan is not None and s.plan.state is not None:
             offset = float(s.plan.state.get("train_seconds", self.metrics.last_time() if self.metrics is not None else 0.0))

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import newest_checkpoint, resolve_checkpoint
-from unigen.runs.rundir import spec_differences
+from unigen.runs.rundir import spec_differences, spec_identity
 
 
 @dataclass
@@ -33,6 +35,9 @@ def find_resume(resume: str, out: str | None) -> Resume:
             return Resume(run, reuse=False)  # nothing there yet: a new run starts
         if not run.is_dir():
             raise UnigenError.one("R002", f"`{run}` is not a directory.", (), "point `--out` at a run directory.")
+        if (run / "checkpoints").is_dir() and not any((run / "checkpoints").glob("step_*.pt")):
+            # A run stopped before its first checkpoint: the same command starts it afresh there.
+            return Resume(run, True, warnings=[f"`{run}` holds no checkpoint yet (its run stopped before the first one): the run starts afresh there."])
         path, state, warnings = newest_checkpoint(run)
         return Resume(run, True, path, state, warnings)
     given = Path(resume)
@@ -48,6 +53,20 @@ def find_resume(resume: str, out: str | None) -> Resume:
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise UnigenError.one("R002", f"`{run}` exists and is not empty, and the checkpoint `{path}` is not from it; unigen never writes over a run.", (), "choose a new `--out`" + (f", or leave `--out` out to continue in `{home}`." if home else "."))
     return Resume(run, False, path, state, warnings)
+
+
+def check_same_spec(run: Path, identity: dict[str, Any]) -> None:
+    """R002 unless the run directory was started for this spec (its spec.resolved.yaml), so that
+    starting afresh in it writes over nothing of another model's."""
+    try:
+        stored = yaml.safe_load((run / "spec.resolved.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return  # stopped before even its spec files were written
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UnigenError.one("R002", f"`{run}` holds no checkpoint and its spec.resolved.yaml cannot be read ({type(exc).__name__}), so it is not known to be this spec's run.", (), "train into another `--out`, or delete the directory.") from None
+    diffs = spec_differences(spec_identity(stored) if isinstance(stored, dict) else {}, identity, names=("run", "spec"))
+    if diffs:
+        raise UnigenError.one("R002", f"`{run}` holds no checkpoint, but it was started for a different spec: " + "; ".join(diffs[:6]) + ("; and more" if len(diffs) > 6 else "") + "; unigen never writes over another run.", (), "train into another `--out`, or resume with the spec the run was started with (its spec.yaml).")
 
 
 def check_fits(state: dict[str, Any], path: Path, identity: dict[str, Any], digest: str, steps: int) -> None:

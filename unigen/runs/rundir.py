@@ -41,6 +41,20 @@ def make_run_dir(name: str, out: str | Path | None, root: str = "runs", reuse: b
     return path
 
 
+def remove_temporaries(run: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed process left in `run` and its
+    checkpoints/ (`.NAME.*.tmp`); called while holding the run's lock. Returns what went."""
+    gone = []
+    for folder in (Path(run), Path(run) / "checkpoints", Path(run) / "samples"):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+            try:
+                tmp.unlink()
+                gone.append(tmp)
+            except OSError:  # someone else's file, or already gone: harmless
+                continue
+    return gone
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")

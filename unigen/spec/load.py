@@ -96,6 +96,8 @@ def pydantic_diagnostics(exc: ValidationError, doc: Any, prefix: Path = ()) -> l
             about = f" ({info.description})" if info is not None and info.description else ""
             missing[path] = len(out)
             out.append(Diagnostic("S003", f"missing required key `{loc[-1]}`{where}{about}.", path, f"add `{loc[-1]}: ...` here."))
+        elif kind == "reserved_name":  # a validator's own message and hint (models.py)
+            out.append(Diagnostic("S002", str(err["ctx"]["message"]), path, str(err["ctx"]["hint"])))
         else:
             out.append(Diagnostic("S002", _value_message(err), path, _hint_for(kind)))
     # `netwroks:` is one mistake: the unknown key's hint already names `networks`.
@@ -212,6 +214,7 @@ def _hint_for(kind: str) -> str:
     return {
         "int_parsing": "write a whole number.",
         "float_parsing": "write a number such as `1e-3`.",
+        "finite_number": "write a finite number such as `1e-3`; `.inf`, `-.inf` and `.nan` are not numbers a spec takes.",
         "greater_than": "use a positive number.",
         "greater_than_equal": "use a number that is not negative.",
         "less_than": "use a smaller number.",

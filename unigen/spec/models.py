@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 if TYPE_CHECKING:
     pass
@@ -21,14 +25,43 @@ NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SPEC_NAME = r"^[A-Za-z0-9_.-]+$"
 
 
+def _nonfinite(value: Any, at: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], float]]:
+    """Every NaN or infinite float in `value`, with its path below it (into mappings and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield at, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nonfinite(item, at + (key,))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _nonfinite(item, at + (i,))
+
+
+def _finite(value: Any) -> Any:
+    """Refuse `.inf`, `-.inf` and `.nan` anywhere in an option's value, each at its own path
+    (pydantic prefixes the path of the option); the typed fields refuse them by `allow_inf_nan`."""
+    found = list(_nonfinite(value))
+    if found:
+        raise ValidationError.from_exception_data("option", [InitErrorDetails(type="finite_number", loc=at, input=number) for at, number in found])
+    return value
+
+
+# The value of an open option (an edge's or a term's `options`, the extra keys of a kind):
+# anything YAML gives, but no number that is not finite.
+Finite = Annotated[Any, AfterValidator(_finite)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Open(BaseModel):
     """A registered kind plus its own options, checked later against the kind's model."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # `additionalProperties: true`, as an untyped open model gives, keeps the JSON Schema as it was.
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, json_schema_extra={"additionalProperties": True})
+
+    __pydantic_extra__: dict[str, Finite] = Field(init=False)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -63,7 +96,7 @@ class Edge(_Strict):
     name: str | None = Field(None, pattern=NAME, description="name used by terms (`<term>@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
     real: list[str] | None = Field(None, description="adversarial real side as `trace.var` items (default `q.<var>` for each judged variable)")
     fake: list[str] | None = Field(None, description="adversarial fake side as `trace.var` items (default `p.<var>` for each judged variable)")
-    options: dict[str, Any] = Field(default_factory=dict, description="options of the distribution or the objective")
+    options: dict[str, Finite] = Field(default_factory=dict, description="options of the distribution or the objective")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Edge":
@@ -87,7 +120,7 @@ class TermRef(_Strict):
     term: str = Field(description="a registered term (`unigen plugins` lists them)")
     on: str | None = Field(None, description="edge the term is attached to, when the graph has several candidates")
     weight: float = Field(1.0, description="the term's factor in the phase's loss")
-    options: dict[str, Any] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
+    options: dict[str, Finite] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
 
 
 class Optim(_Open):
@@ -164,6 +197,33 @@ class Spec(_Strict):
         if bad:
             raise ValueError(f"{', '.join(bad)} {'is not a valid name' if len(bad) == 1 else 'are not valid names'}; expected letters, digits and `_`, not starting with a digit")
         return value
+
+    @field_validator("networks")
+    @classmethod
+    def _network_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The networks live in an `nn.ModuleDict`, which cannot hold a module under the name of
+        # one of its own attributes (`parameters`, `training`, `to`, ...) nor a private one.
+        reserved = _module_attributes()
+        bad = [str(key) for key in value if str(key).startswith("_") or str(key) in reserved]
+        if bad:
+            raise ValidationError.from_exception_data("networks", [InitErrorDetails(type=_reserved_network_name(name), loc=(name,), input=name) for name in bad])
+        return value
+
+
+@functools.cache
+def _module_attributes() -> frozenset[str]:
+    from torch import nn  # only when a spec names networks: the spec language itself needs no torch
+
+    return frozenset(dir(nn.ModuleDict()))
+
+
+def _reserved_network_name(name: str) -> PydanticCustomError:
+    stem = name.strip("_")
+    other = f"{stem}_net" if stem and not stem[0].isdigit() else f"net{name}"
+    why = "starts with `_`, which torch keeps for a module's own state" if name.startswith("_") else "is an attribute of torch's `nn.ModuleDict`, which holds the networks"
+    message = f"network name `{name}` {why}, so training could not store the network under it; expected a name that does not start with `_` and is no `nn.ModuleDict` attribute (such as `parameters`, `training`, `to`)."
+    hint = f"rename the network, e.g. to `{other}`, and its uses in `net:` and `update:`."
+    return PydanticCustomError("reserved_name", "{message}", {"message": message, "hint": hint})
 
 
 def _kind_of(value: Any) -> str:
