@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import ROOT
 
 from unigen import hookimpl
 from unigen.api import registry as registry_mod
@@ -349,3 +350,35 @@ def test_cli_plugins_strict_fails_on_an_installed_plugin_registering_a_non_term(
     assert "UNIGEN_BLOCK_PLUGINS=notaterm" in p006[0]
     assert "notaterm         unigen-notaterm 0.2  FAILED: term `bad` is not a term" in strict.stdout
     assert "elbo" in strict.stdout and "[vae]" in strict.stdout  # the other plugins still load
+
+
+def test_registry_builtins_load_first_and_a_clash_stops_commands(monkeypatch, capsys):
+    """A third-party plugin whose distribution sorts before unigen's and registers `mlp`: the
+    built-in is kept (the intruder comes second), the clash names both plugins, every command
+    that loads plugins refuses to run (exit 2) until one is blocked, and `unigen plugins`
+    still lists them (and fails with --strict)."""
+    from unigen.api.kinds import Arch
+    from unigen.cli.commands import main
+
+    class Other(Arch):
+        def build(self, inputs, output, options):
+            raise AssertionError("never built: the built-in `mlp` is kept")
+
+    intruder = plugin("aaa_intruder", unigen_register_networks=hookimpl(lambda register: register("mlp", Other())))
+    real = registry_mod._entry_points()
+    monkeypatch.setattr(registry_mod, "_entry_points", lambda: [FakeEntryPoint("aaa_intruder", "aaa-intruder", intruder), *real])
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+    reg = registry_mod.default_registry()
+    assert reg.entries["networks"]["mlp"].plugin == "std"
+    [clash] = [d for d in reg.problems if d.code == "P002"]
+    assert "`std` (unigen)" in clash.message and "`aaa_intruder` (aaa-intruder)" in clash.message and "commands refuse to run" in clash.message
+    assert "UNIGEN_BLOCK_PLUGINS=aaa_intruder keeps `std`'s" in clash.hint
+    assert main(["validate", str(ROOT / "specs" / "gan-ring.yaml")]) == 2
+    assert capsys.readouterr().err.startswith("P002 network architecture `mlp` is registered by plugin `std`")
+    assert main(["plugins"]) == 0 and "aaa_intruder" in capsys.readouterr().out
+    assert main(["plugins", "--strict"]) == 1
+    # The user's choice: blocking the intruder, everything works again.
+    monkeypatch.setenv("UNIGEN_BLOCK_PLUGINS", "aaa_intruder")
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+    assert main(["validate", str(ROOT / "specs" / "gan-ring.yaml")]) == 0
+    monkeypatch.setattr(registry_mod, "_DEFAULT", None)

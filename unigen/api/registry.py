@@ -170,8 +170,8 @@ class Registry:
         if current is not None:
             self.problems.append(Diagnostic(
                 "P002",
-                f"{KIND_NOUN[kind]} `{name}` is registered by plugin `{current.plugin}` ({current.dist}) and again by `{plugin}` ({dist}); the first is kept.",
-                hint=f"rename one, or block a plugin with UNIGEN_BLOCK_PLUGINS={plugin}.",
+                f"{KIND_NOUN[kind]} `{name}` is registered by plugin `{current.plugin}` ({current.dist}) and again by `{plugin}` ({dist}); a spec naming `{name}` would get either, so commands refuse to run until one is chosen.",
+                hint=f"choose one: UNIGEN_BLOCK_PLUGINS={plugin} keeps `{current.plugin}`'s, UNIGEN_BLOCK_PLUGINS={current.plugin} keeps `{plugin}`'s; or rename it in the plugin.",
             ))
             return
         self.entries[kind][name] = Entry(kind, name, obj, plugin, dist)
@@ -210,7 +210,14 @@ def hook_names(pm: pluggy.PluginManager | None = None) -> list[str]:
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
+    return list(metadata.entry_points(group=GROUP))
+
+
+def _load_order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
+    """unigen's own plugins first, then the others by distribution and name: a third-party plugin
+    registering a built-in name (`mlp`, `elbo`) is the second of the two (P002), never the one kept."""
+    dist = ep.dist.name if ep.dist else ""
+    return (dist != "unigen", dist, ep.name)
 
 
 def load_registry(extra: Iterable[ModuleType | object] = (), autoload: bool | None = None) -> Registry:
@@ -235,7 +242,7 @@ def load_registry(extra: Iterable[ModuleType | object] = (), autoload: bool | No
     # only unigen's own distribution (UNIGEN_DISABLE_PLUGIN_AUTOLOAD) and it never calls
     # `check_pending()`. Everything after the import is pluggy's: the block list
     # (`set_blocked`/`is_blocked`), `register`, `check_pending()` per plugin, and the hook calls.
-    for ep in _entry_points():
+    for ep in sorted(_entry_points(), key=_load_order):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
         if pm.is_blocked(ep.name) or (not autoload and dist != "unigen"):
