@@ -211,3 +211,38 @@ def test_resume_metrics_keep_rows_up_to_the_checkpoint(tmp_path: Path):
     log.add({"step": 3, "time_s": 0.5, "a/b": 1.5, "m": 7})
     rows = list(csv.DictReader(path.open()))
     assert [(r["step"], r["a/b"], r["m"]) for r in rows] == [("1", "5", ""), ("2", "4", ""), ("3", "1.5", "7")]
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("step", "7", "its `step` is '7'; expected a whole number of at least 0"),
+    ("step", float("nan"), "its `step` is nan"),
+    ("step", -3, "its `step` is -3"),
+    ("step", True, "its `step` is True"),
+    ("nets", "weights", "its `nets` is not a mapping of parameter names to tensors"),
+    ("nan_weight", None, "its weights hold NaN or infinite values"),
+    ("batches", {"order": torch.tensor([0.5, 1.5]), "pos": 0}, "its data order (`batches.order`) is not a list of row indices"),
+    ("batches", {"order": torch.arange(10), "pos": 11}, "its data position (`batches.pos`) is 11; expected a whole number from 0 to 10"),
+    ("batches", {"order": torch.arange(10), "pos": 2.5}, "its data position (`batches.pos`) is 2.5"),
+    ("batches", {"order": torch.arange(10) - 3, "pos": 2}, "holds negative row indices"),
+])
+def test_resume_refuses_a_doctored_checkpoint_with_c001(tmp_path: Path, registry, cli, key: str, value: Any, says: str):
+    run = train(GAN, GAN_OPTS, tmp_path / "run", 3, registry)
+    path = run / "checkpoints" / "step_00000003.pt"
+    state = torch.load(path, weights_only=True)
+    if key == "nan_weight":
+        first = next(iter(state["nets"]))
+        state["nets"][first] = torch.full_like(state["nets"][first], float("nan"))
+    else:
+        state[key] = value
+    torch.save(state, path)
+    code, _, err = cli("compile-and-train", GAN, *GAN_OPTS, "--out", run, "--steps", "6", "--quiet", "--resume", str(path))
+    assert code == 1 and err.startswith("C001 ") and "is damaged" in err and says in err and "Traceback" not in err, err
+
+
+def test_out_that_is_a_file_or_a_device_is_r002(tmp_path: Path, cli):
+    file = tmp_path / "a-file"
+    file.write_text("keep me")
+    for out in (file, Path("/dev/null")):
+        code, _, err = cli("compile-and-train", GAN, *GAN_OPTS, "--out", out, "--steps", "1", "--quiet")
+        assert code == 2 and err.startswith("R002 ") and "is not a directory" in err and "Traceback" not in err, err
+    assert file.read_text() == "keep me"

@@ -51,7 +51,34 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UnigenError.one("C001", f"checkpoint `{path}` cannot be loaded safely: {exception_text(exc)}.", (), "use another checkpoint; unigen loads tensors and plain data only.", exit_code=1) from None
     if not isinstance(state, dict) or "nets" not in state or "step" not in state:
         raise UnigenError.one("C001", f"`{path}` is not a unigen checkpoint (no `nets`/`step`).", (), "point at a file under a run's checkpoints/.", exit_code=1)
+    problem = damaged(state)
+    if problem:
+        raise UnigenError.one("C001", f"checkpoint `{path}` is damaged: {problem}.", (), "use another checkpoint of the run (`checkpoints/` holds the earlier ones), or start afresh with another `--out`.", exit_code=1)
     return state
+
+
+def damaged(state: dict[str, Any]) -> str:
+    """What makes a loaded state unusable ("" when nothing): a step that is not a whole number
+    of at least 0, weights that are not finite tensors, a data position outside its order."""
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"its `step` is {step!r}; expected a whole number of at least 0"
+    nets = state.get("nets")
+    if not isinstance(nets, dict) or not all(isinstance(v, torch.Tensor) for v in nets.values()):
+        return "its `nets` is not a mapping of parameter names to tensors"
+    bad = [k for k, v in nets.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        return f"its weights hold NaN or infinite values ({', '.join(f'`{k}`' for k in bad[:3])}{', ...' if len(bad) > 3 else ''}); a run never saves such a state as good"
+    batches = state.get("batches") or {}
+    if batches:
+        order, pos = batches.get("order"), batches.get("pos")
+        if not isinstance(order, torch.Tensor) or order.dtype not in (torch.int64, torch.int32) or order.dim() != 1:
+            return "its data order (`batches.order`) is not a list of row indices"
+        if isinstance(pos, bool) or not isinstance(pos, int) or pos < 0 or (len(order) and pos > len(order)):
+            return f"its data position (`batches.pos`) is {pos!r}; expected a whole number from 0 to {len(order)}"
+        if len(order) and (int(order.min()) < 0):
+            return "its data order (`batches.order`) holds negative row indices"
+    return ""
 
 
 def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any], list[str]]:

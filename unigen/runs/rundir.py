@@ -24,6 +24,8 @@ def make_run_dir(name: str, out: str | Path | None, root: str = "runs", reuse: b
     resumed, and what it holds is kept."""
     if out:
         path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise UnigenError.one("R002", f"`--out {path}` exists and is not a directory (a file or a device); a run writes a directory of files there.", (), "choose a new `--out` path (it is created), or an existing run directory.")
         if not reuse and path.exists() and any(path.iterdir()):
             raise UnigenError.one("R002", f"run directory `{path}` exists and is not empty; unigen never writes over a run.", (), "choose another `--out`, continue that run with `--resume auto`, or delete it first.")
     else:
