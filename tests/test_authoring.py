@@ -211,3 +211,16 @@ def test_dry_run_reports_a_failing_term_as_r004(cli, monkeypatch, term: str, say
     assert code == 1, err
     assert err.startswith("phases.1.terms.0: R004 ") and "phase `extra`, term `" + term + "` failed at step 1" in err and says in err, err
     assert "Traceback" not in err and "StopIteration" not in err
+
+
+def test_overrides_are_accepted_after_options(cli, tmp_path, capsys):
+    """`compile-and-train SPEC --steps 3 train.seed=1`: an override after an option is one."""
+    code, out, err = cli("compile-and-train", ROOT / "specs" / "vae-digits.yaml", "--steps", "2", "train.seed=5", "--out", tmp_path / "run", "--quiet", "train.batch_size=16")
+    assert code == 0, err
+    resolved = yaml.safe_load((tmp_path / "run" / "spec.resolved.yaml").read_text())
+    assert resolved["train"]["seed"] == 5 and resolved["train"]["batch_size"] == 16 and resolved["train"]["steps"] == 2
+    for args, says in ((["show-config", ROOT / "specs" / "vae-digits.yaml", "--bogus", "train.seed=5"], "unrecognized arguments: --bogus"),
+                       (["plugins", "train.seed=5"], "unrecognized arguments: train.seed=5")):  # a command without overrides takes none
+        with pytest.raises(SystemExit) as info:
+            cli(*args)
+        assert info.value.code == 2 and says in capsys.readouterr().err

@@ -189,9 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, with `dotted.key=value` overrides accepted anywhere after the spec
+    (`compile-and-train SPEC --steps 3 train.seed=1`), as Hydra users expect."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    rest = [a for a in extra if a not in overrides]
+    if rest or (overrides and not hasattr(args, "overrides")):
+        parser.error("unrecognized arguments: " + " ".join(rest or overrides))
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         return int(args.func(args))
     except UnigenError as exc:
