@@ -246,3 +246,23 @@ def test_out_that_is_a_file_or_a_device_is_r002(tmp_path: Path, cli):
         code, _, err = cli("compile-and-train", GAN, *GAN_OPTS, "--out", out, "--steps", "1", "--quiet")
         assert code == 2 and err.startswith("R002 ") and "is not a directory" in err and "Traceback" not in err, err
     assert file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink-loop", "100kB"])
+def test_resume_falls_back_with_a_warning_from_a_last_pointer_that_is_no_file_name(tmp_path: Path, registry, capsys, kind: str):
+    run = train(GAN, [*GAN_OPTS, "train.checkpoint_every=2"], tmp_path / "run", 4, registry)
+    pointer = run / "checkpoints" / "last"
+    pointer.unlink()
+    if kind == "directory":
+        pointer.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(pointer)  # a read would block for ever
+    elif kind == "symlink-loop":
+        pointer.symlink_to(pointer)
+    else:
+        pointer.write_text("step_00000004.pt" + " " * 100_000)
+    capsys.readouterr()
+    again = train(GAN, [*GAN_OPTS, "train.checkpoint_every=2"], run, 6, registry, resume="auto")
+    err = capsys.readouterr().err
+    assert "checkpoints/last in" in err and "is unreadable" in err and "using the newest checkpoint instead" in err
+    assert json.loads((again / "summary.json").read_text())["resumed_from"]["step"] == 4

@@ -33,7 +33,13 @@ def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    atomic_write(ckpt_dir / "last", name + "\n")  # the pointer moves only after the file is whole
+    pointer = ckpt_dir / "last"
+    if pointer.is_dir() and not pointer.is_symlink():  # not a pointer unigen wrote: an empty one is replaced
+        try:
+            pointer.rmdir()
+        except OSError:
+            raise UnigenError.one("R002", f"`{pointer}` is a directory with files in it, where the run keeps the name of its newest checkpoint.", (), f"move `{pointer}` away; the checkpoint `{ckpt_dir / name}` is saved.", exit_code=1) from None
+    atomic_write(pointer, name + "\n")  # the pointer moves only after the file is whole
     return ckpt_dir / name
 
 
@@ -81,6 +87,10 @@ def damaged(state: dict[str, Any]) -> str:
     return ""
 
 
+# `checkpoints/last` holds one file name; anything longer is not a pointer unigen wrote.
+POINTER_LIMIT = 256
+
+
 def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any], list[str]]:
     """The checkpoint `checkpoints/last` points at, or, where that one cannot be read, the
     newest readable one before it. Returns its path, its state and a warning per fallback."""
@@ -90,9 +100,15 @@ def newest_checkpoint(run: Path) -> tuple[Path, dict[str, Any], list[str]]:
     warnings: list[str] = []
     order = list(checkpoints(run))
     pointer = ckpt_dir / "last"
-    if pointer.exists():
+    if pointer.is_symlink() or pointer.exists():
         try:
-            target = ckpt_dir / pointer.read_text(encoding="utf-8").strip()
+            if not pointer.is_file():  # a directory, a fifo (which would block a read), a looping link
+                raise ValueError("it is not a regular file")
+            with pointer.open("rb") as f:
+                raw = f.read(POINTER_LIMIT + 1)
+            if len(raw) > POINTER_LIMIT:
+                raise ValueError(f"it is longer than a checkpoint's name ({POINTER_LIMIT} bytes at most)")
+            target = ckpt_dir / raw.decode("utf-8").strip()
             if target.parent != ckpt_dir or not target.name.startswith("step_"):
                 raise ValueError(f"it names `{target.name}`")
         except (OSError, ValueError) as exc:
