@@ -19,7 +19,7 @@ from unigen.compiler.binding import BoundRef, bind_phases
 from unigen.compiler.program import DataNode, EdgeNode, Kinds, MetricNode, NetworkNode, PhasePlan, Program, VariableNode, call
 from unigen.errors import UnigenError
 from unigen.graph.model import ModelGraph, build_graph
-from unigen.graph.rules import edge_signature, resolves, validate_graph
+from unigen.graph.rules import check_graph, edge_signature
 from unigen.spec.load import load_spec
 from unigen.spec.models import Spec, spec_to_dict
 from unigen.spec.source import SourceMap
@@ -44,9 +44,9 @@ def compile_spec(spec: Spec, registry: Registry, smap: SourceMap | None = None) 
     """The program of a validated spec; UnigenError with every problem the rules and the
     binding of terms find (located in the file when `smap` is given)."""
     graph = build_graph(spec, registry)
-    diagnostics = validate_graph(graph, registry)
+    diagnostics, bindable = check_graph(graph, registry)
     terms: dict[str, list[BoundRef]] = {}
-    if resolves(graph, registry):  # terms bind only on names that resolve and edges that parse
+    if bindable:  # terms bind only on names that resolve and edges that parse
         terms, unbound = bind_phases(graph, registry)
         diagnostics += unbound
     if diagnostics:

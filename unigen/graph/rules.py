@@ -26,6 +26,12 @@ class Checked:
 def validate_graph(graph: ModelGraph, registry: Registry) -> list[Diagnostic]:
     """Every problem the rules find (the core's, then the plugins' registered rules), none
     stopping the others. Binding terms is the compiler's (`unigen.compiler.binding`)."""
+    return check_graph(graph, registry)[0]
+
+
+def check_graph(graph: ModelGraph, registry: Registry) -> tuple[list[Diagnostic], bool]:
+    """`validate_graph`'s diagnostics, and whether every edge parses and every name resolves
+    (terms can be bound only then)."""
     out = Checked(list(graph.parse_errors), {})
     names_ok = _names(graph, registry, out)
     _variables(graph, registry, out)
@@ -40,12 +46,7 @@ def validate_graph(graph: ModelGraph, registry: Registry) -> list[Diagnostic]:
                 out.diagnostics.extend(entry.obj.check(graph, registry))
             except Exception as exc:  # a broken rule must not hide the others' findings
                 out.diagnostics.append(Diagnostic("P001", f"validation rule `{entry.name}` of plugin `{entry.plugin}` failed: {type(exc).__name__}: {exc}.", hint="report it to the plugin's authors."))
-    return out.diagnostics
-
-
-def resolves(graph: ModelGraph, registry: Registry) -> bool:
-    """Whether every edge parses and every name resolves, so that terms can be bound."""
-    return not graph.parse_errors and _names(graph, registry, Checked([], {}))
+    return out.diagnostics, names_ok and not graph.parse_errors
 
 
 def _unknown(out: Checked, what: str, name: str, choices: list[str], path: Path) -> None:
