@@ -247,7 +247,7 @@ class BadOptionsGamma(Gamma):
 
 
 SHAPELESS = {
-    "term-int": ("terms", 3, "it has no method `bind`; it has no `target` (None for a whole-model term, or the edge kind it attaches to: `generative`, `inference`, `adversarial`)"),
+    "term-int": ("terms", 3, "it has no method `bind`; it has no `target` (None for a whole-model term, or the edge kind it attaches to: `generative`, `inference`, `adversarial`, `undirected`)"),
     "term-without-bind": ("terms", types.SimpleNamespace(target=None), "it has no method `bind`"),
     "term-bind-not-callable": ("terms", types.SimpleNamespace(target=None, bind="bind"), "its `bind` is not callable"),
     "term-bad-target": ("terms", types.SimpleNamespace(target="edge", bind=lambda site: None), "its `target` is 'edge'; expected None or one of `generative`, `inference`, `adversarial`"),

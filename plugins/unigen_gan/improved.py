@@ -36,7 +36,7 @@ class FeatureMatching(Term):
 
     def bind(self, site: Site) -> Bound:
         e: EdgeInfo = site.edge  # type: ignore[assignment]
-        net = e.net
+        net = e.net_ref
         _, opts = link_objective(site, e)
 
         def loss(ctx: StepContext) -> torch.Tensor:

@@ -40,7 +40,7 @@ def _identify(graph: GraphView, registry: RegistryView, e: EdgeInfo, c: str) -> 
     if c not in graph.variables:
         return [Diagnostic("G001", f"unknown variable `{c}`.", path, did_you_mean(c, list(graph.variables)))]
     var = graph.variables[c]
-    listed = var.prior is not None and registry.has("distributions", var.prior) and getattr(registry.get("distributions", var.prior), "enumerable", False)
+    listed = var.prior_name is not None and registry.has("distributions", var.prior_name) and getattr(registry.get("distributions", var.prior_name), "enumerable", False)
     if var.observed or not listed or len(var.shape) != 1:
         return [Diagnostic("G017", f"adversarial link `{e.name}` identifies `{c}`, which is not a latent with a discrete prior of listed values (such as `categorical`) and a shape [k]; the discriminator tells which of its k values produced each fake sample.", path, f"declare `{c}: {{prior: categorical, shape: [k]}}` (k generators), or remove `identify`.")]
     if graph.into(c, "generative") is not None:

@@ -187,7 +187,7 @@ class AdversarialD(Term):
 
     def bind(self, site: Site) -> Bound:
         e: EdgeInfo = site.edge  # type: ignore[assignment]
-        net = e.net
+        net = e.net_ref
         recon = recon_plan(site.graph, e) if site.options is not None and site.options.reconstructions else None
         objective, opts = link_objective(site, e)
         ident = identify_check(e, opts, recon is not None)
@@ -269,7 +269,7 @@ class AdversarialG(Term):
 
     def bind(self, site: Site) -> Bound:
         e: EdgeInfo = site.edge  # type: ignore[assignment]
-        net = e.net
+        net = e.net_ref
         o = site.options if site.options is not None else AdvGOptions()
         real_moves = bool(_behind(site.graph, e.real))
         recon = recon_plan(site.graph, e) if o.reconstructions else None

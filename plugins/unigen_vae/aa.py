@@ -57,7 +57,7 @@ class AAELBO(Term):
         label_weight = site.options.label_weight
         if label_weight and plan.partial is None:
             raise TermError("`label_weight` fits a classifier q(y|x) to generated labels, but no variable is partially observed (`mask`) with an inference edge.", "drop `label_weight`, or give the label `mask:` and an inference edge such as `{inference: x -> y, net: classifier, dist: categorical}` (an M2 model).")
-        net = e.net
+        net = e.net_ref
 
         def loss(ctx: StepContext) -> torch.Tensor:
             p = ctx.p

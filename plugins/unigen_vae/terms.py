@@ -170,7 +170,7 @@ def negative_elbo(ctx: StepContext, plan: _Plan, beta: float) -> tuple[torch.Ten
 
 
 def _formula(plan: _Plan, beta: float) -> str:
-    rec = " + ".join(f"-E_q[log p({e.child}|{','.join(e.parents)})]" for e in plan.recon)
+    rec = " + ".join(f"-E_q[log p({e.child}" + (f"|{','.join(e.parents)}" if e.parents else "") + ")]" for e in plan.recon)
     kls = " + ".join(f"KL(q({v}|{','.join(inf.parents)}) || p({v}{'|' + ','.join(gen.parents) if gen else ''}))" for v, inf, gen in plan.kls)
     b = "" if beta == 1 else f"{beta:g} * "
     text = rec + (f" + {b}{kls}" if kls else "")

@@ -35,7 +35,7 @@ def _log_density(trace: Trace, e: EdgeInfo, detach: bool) -> torch.Tensor:
     if not detach:
         return trace.cond(e).log_prob(trace[e.child])
     kind, options, event_dims = trace.model.edge_dist[e.name]
-    out = trace.model.calls[e.net](*[trace[p].detach() for p in e.parents])
+    out = trace.model.call(e)(*[trace[p].detach() for p in e.parents])
     return kind.make(out, event_dims, options).log_prob(trace[e.child].detach())
 
 

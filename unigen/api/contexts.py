@@ -26,9 +26,9 @@ class EdgeInfo:
     """One edge of the spec, parsed: what terms and the runtime work from."""
 
     name: str
-    kind: str  # generative | inference | adversarial
-    parents: tuple[str, ...]  # for adversarial: the judged variables
-    child: str | None  # None for adversarial
+    kind: str  # generative | inference | adversarial | undirected
+    parents: tuple[str, ...]  # for adversarial: the judged variables; for undirected: the joined ones
+    child: str | None  # None for adversarial and undirected
     net: str
     dist: str | None
     objective: str | None
@@ -36,10 +36,17 @@ class EdgeInfo:
     index: int  # position in spec.edges
     real: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged real
     fake: tuple[tuple[str, str], ...] = ()  # adversarial: (trace, variable) judged fake
+    port: str | None = None  # the entry point of a network with several (`net: g.a`)
+    at: Path = ()  # where the spec declares it, when not `edges[index]` (a learned prior: variables.x.prior)
 
     @property
     def path(self) -> Path:
-        return ("edges", self.index)
+        return self.at or ("edges", self.index)
+
+    @property
+    def net_ref(self) -> str:
+        """The network as the spec names it: `g` or `g.a`."""
+        return f"{self.net}.{self.port}" if self.port else self.net
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -59,8 +66,9 @@ class GraphView(Protocol):
     def edge(self, name: str) -> EdgeInfo | None: ...
     def of_kind(self, kind: str) -> list[EdgeInfo]: ...
     def into(self, var: str, kind: str) -> EdgeInfo | None: ...  # the generative or inference edge into `var`
-    def p_source(self, var: str) -> str: ...  # how the p-trace gets `var`: edge, prior, data or none
-    def q_source(self, var: str) -> str: ...  # how the q-trace gets `var`: data, edge or none
+    def p_source(self, var: str) -> str: ...  # how the p-trace gets `var`: edge, prior, sampler, data or none
+    def q_source(self, var: str) -> str: ...  # how the q-trace gets `var`: data, edge, sampler or none
+    def m_source(self, var: str) -> str: ...  # how the sampler trace gets `var`: sampler or none
     def nets_behind(self, var: str, trace: str, gradient: bool = True) -> set[str]: ...
     def nets_of(self, e: EdgeInfo) -> set[str]: ...
     def shape(self, var: str) -> tuple[int, ...]: ...
@@ -68,11 +76,12 @@ class GraphView(Protocol):
 
 
 class TraceView(Protocol):
-    """The values of one side (p or q) for one batch, computed on first use: `trace[var]` is
+    """The values of one side (p, q or m) for one batch, computed on first use: `trace[var]` is
     `var`'s value (the p-trace samples roots from their priors and follows generative edges;
-    the q-trace takes observed variables from the batch and follows inference edges)."""
+    the q-trace takes observed variables from the batch and follows inference edges; the
+    sampler trace m holds the chain of the model's undirected factors)."""
 
-    side: str  # "p" or "q"
+    side: str  # "p", "q" or "m"
     n: int  # rows
     values: dict[str, torch.Tensor]  # what is computed so far (a term may set values first)
 
@@ -82,7 +91,10 @@ class TraceView(Protocol):
 
 
 class ModelView(Protocol):
-    """A built model on its device: what metrics, and terms through `ctx.model`, may read."""
+    """A built model on its device: what metrics, and terms through `ctx.model`, may read.
+
+    `energy` is the undirected part of the model (`kinds.EnergyView`; None without undirected
+    factors): the total energy of its factors, each network called as the phase runs it."""
 
     program: Any  # the compiled `Program`: .graph (a GraphView), .kinds (the kinds it uses, as .get/.has), .data, .train, .variables
     device: torch.device
@@ -90,6 +102,7 @@ class ModelView(Protocol):
     dataset: Any  # `kinds.Dataset` on the device: train, test, info
     fields: dict[str, str]  # observed variable -> its data field
     reparam: dict[str, bool]  # edge name -> whether its samples carry gradients
+    energy: Any  # `kinds.EnergyView` of the undirected factors, or None
 
     def trace(self, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> TraceView: ...
     def context(self, batch: dict[str, torch.Tensor] | None, n: int) -> StepContext: ...  # a fresh step context over another batch
@@ -110,7 +123,7 @@ class StepContext(Protocol):
     @property
     def q(self) -> TraceView: ...
     def trace(self, side: str) -> TraceView: ...
-    def net(self, name: str) -> Any: ...  # the network as this phase runs it (compiled, wrapped for several processes)
+    def net(self, name: str) -> Any: ...  # the network as this phase runs it (compiled, wrapped for several processes); `g.a`: port a of g (`EdgeInfo.net_ref`)
 
 
 class RegistryView(Protocol):

@@ -75,3 +75,9 @@ def unigen_register_optimizers(register: Register) -> None:
 def unigen_register_trackers(register: Register) -> None:
     """Experiment trackers a run reports to: factories of `trackers.Tracker` objects with
     `on_start`, `on_metrics` and `on_end` (`always = True`: every run; else named by `--track`)."""
+
+
+@hookspec
+def unigen_register_samplers(register: Register) -> None:
+    """Samplers that fill the variables of undirected factors: the sampler trace `m` (a chain of
+    the model, e.g. Gibbs) or the q-trace's hidden units (e.g. mean-field inference) (`kinds.Sampler`)."""

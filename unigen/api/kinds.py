@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -100,12 +100,26 @@ class Dist(ABC):
     can_be_edge = True
     constant_prior = True  # the prior has no parameters that change: it is built once per batch size
     enumerable = False  # discrete with a support that can be listed: a partially observed variable can be summed out
+    # A density its network evaluates on the variable's own value (an autoregressive density, a
+    # flow): the network of its edge is called as `net(value, *parents)`, so it takes the child's
+    # shape as its first input, and the distribution comes from `density`, not `make`.
+    evaluates = False
+    # What the network of an `evaluates` density must declare: "causal" (autoregressive: each
+    # output element sees only the elements before it) or "invertible" (a flow); "" for nothing.
+    needs = ""
     Options: type[BaseModel] | None = None
     doc = ""
 
     @abstractmethod
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
         """The distribution given a network's output of shape (batch, n_params * C, ...)."""
+
+    def density(self, net: Callable[..., Any], module: nn.Module, parents: list[torch.Tensor], shape: tuple[int, ...], n: int, options: Any) -> torch.distributions.Distribution:
+        """For an `evaluates` kind: the child's distribution given its parents' values (n rows of
+        `shape`). `net` is the network as the phase runs it (compiled, wrapped for several
+        processes: use it for the one pass that scores a value, `net(value, *parents)`); `module`
+        is the plain network, for what else its architecture offers (an inverse, a sampling pass)."""
+        raise TypeError(f"{type(self).__name__} does not evaluate its own value (evaluates is False)")
 
     def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:
         raise TypeError(f"{type(self).__name__} cannot be a prior (can_be_prior is False)")
@@ -117,10 +131,28 @@ class Dist(ABC):
 class Arch(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
+    # Built modules whose output at each element of the child (in the order of its flattened
+    # index) depends only on the input elements before it: a network an autoregressive density
+    # can evaluate in one teacher-forced pass. The validator checks the built module's order.
+    causal = False
+    # Built modules that map the child's value x to (u, log|det du/dx|) with `module(x, *parents)`
+    # and back with `module.inverse(u, *parents)`: a network a flow density can evaluate.
+    invertible = False
 
     @abstractmethod
     def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> nn.Module:
         """A module called as `net(*parents)` returning a tensor of shape (batch, *output)."""
+
+    def ports(self, options: Any) -> tuple[str, ...]:
+        """The entry points of a network with several (`net: g.a` on an edge): one module and
+        one parameter set, called as `module(*parents, port="a")`. None by default: the network
+        is called as `module(*parents)`."""
+        return ()
+
+    def build_ports(self, signatures: dict[str, tuple[list[tuple[int, ...]], tuple[int, ...]]], options: Any) -> nn.Module:
+        """For an architecture with ports: one module for the (input shapes, output shape) of
+        each port that the spec's edges use (a port no edge uses is absent)."""
+        raise TypeError(f"{type(self).__name__} has no ports")
 
     def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
         return []
@@ -229,6 +261,36 @@ class Objective(ABC):
 
         All of them by default; one that `note` puts in words may be left out."""
         return options
+
+
+class EnergyView(Protocol):
+    """The undirected part of a model, as a sampler sees it: the variables its factors join
+    and their total energy, each factor's network called as the phase runs it."""
+
+    variables: dict[str, tuple[int, ...]]  # every variable some undirected factor joins -> its shape
+    observed: tuple[str, ...]  # those of them the data gives
+
+    def energy(self, values: dict[str, torch.Tensor]) -> torch.Tensor: ...  # (n,): the sum of the factors' energies
+    def field(self, var: str, values: dict[str, torch.Tensor]) -> torch.Tensor: ...  # -dE/d var at `values` (detached): the logits of binary units
+
+
+class Sampler(ABC):
+    """Fills the variables of undirected factors in a trace: the sampler trace `m` (the model's
+    own chain, e.g. Gibbs sampling) or the hidden units of the q-trace given the observed ones
+    (e.g. mean-field inference)."""
+
+    Options: type[BaseModel] | None = None
+    doc = ""
+    traces: frozenset[str] = frozenset({"m"})  # the traces it may fill: "m", "q"
+
+    @abstractmethod
+    def fill(self, energy: EnergyView, given: dict[str, torch.Tensor], data: dict[str, torch.Tensor], n: int, options: Any, state: dict[str, torch.Tensor], mode: str) -> dict[str, torch.Tensor]:
+        """Values (n rows, detached) of every variable of `energy.variables` not in `given`.
+
+        `given`: values held fixed (in the q-trace, the observed variables); `data`: the step's
+        observed values (a chain may start there); `state`: the sampler's own tensors, kept between
+        steps and in checkpoints (persistent chains); `mode`: "train" (a step of training) or
+        "sample" (draws of the model itself, for pictures and metrics)."""
 
 
 class Metric(ABC):

@@ -20,7 +20,7 @@ from unigen.errors import Diagnostic, Path, UnigenError, did_you_mean
 GROUP = "unigen"
 
 
-KINDS = ("families", "terms", "objectives", "networks", "distributions", "datasets", "metrics", "rules", "optimizers", "trackers")
+KINDS = ("families", "terms", "objectives", "networks", "distributions", "datasets", "metrics", "rules", "optimizers", "trackers", "samplers")
 
 
 # Singular names for messages.
@@ -35,6 +35,7 @@ KIND_NOUN = {
     "rules": "validation rule",
     "optimizers": "optimizer",
     "trackers": "tracker",
+    "samplers": "sampler",
 }
 
 
@@ -52,6 +53,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "rules": ("check",),
     "optimizers": (),
     "trackers": (),
+    "samplers": ("fill",),
 }
 
 
@@ -66,11 +68,12 @@ SHAPE_HINT = {
     "rules": "subclass `unigen.api.kinds.Rule`",
     "optimizers": "register a callable `(params, **options) -> torch.optim.Optimizer`",
     "trackers": "register a factory (e.g. a class) of objects with `on_start`, `on_metrics` and `on_end`",
+    "samplers": "subclass `unigen.api.kinds.Sampler`",
 }
 
 
 # The edge kinds a term may attach to (`Term.target`; None: the whole model).
-EDGE_KINDS = ("generative", "inference", "adversarial")
+EDGE_KINDS = ("generative", "inference", "adversarial", "undirected")
 
 
 def shape_problems(kind: str, obj: Any) -> list[str]:

@@ -16,7 +16,7 @@ import networkx as nx
 
 from unigen.api.registry import Registry, default_registry
 from unigen.compiler.binding import BoundRef, bind_phases
-from unigen.compiler.program import DataNode, EdgeNode, Kinds, MetricNode, NetworkNode, PhasePlan, Program, VariableNode, call
+from unigen.compiler.program import DataNode, EdgeNode, Kinds, MetricNode, NetworkNode, PhasePlan, Program, SamplerNode, VariableNode, call
 from unigen.errors import UnigenError
 from unigen.graph.model import ModelGraph, build_graph
 from unigen.graph.rules import check_graph, edge_signature
@@ -67,8 +67,8 @@ def build_program(graph: ModelGraph, registry: Registry, terms: dict[str, list[B
     data_kind = registry.get("datasets", spec.data.source)
     data = DataNode(spec.data.source, data_kind, data_options, {k: tuple(v) for k, v in data_kind.fields(data_options).items()}, spec.train.batch_size)
     variables = {
-        name: VariableNode(name, var.observed, tuple(var.shape), var.prior, registry.get("distributions", var.prior) if var.prior else None,
-                           graph.data_field(name) if var.observed else None, var.mask, graph.p_source(name), graph.q_source(name))
+        name: VariableNode(name, var.observed, tuple(var.shape), var.prior_name, registry.get("distributions", var.prior_name) if var.prior_name else None,
+                           graph.data_field(name) if var.observed else None, var.mask, graph.p_source(name), graph.q_source(name), graph.m_source(name))
         for name, var in spec.variables.items()
     }
     edges = {e.name: _edge_node(graph, registry, e) for e in graph.edges}
@@ -77,16 +77,20 @@ def build_program(graph: ModelGraph, registry: Registry, terms: dict[str, list[B
     p_needs_data = any(v.p_source == "data" for v in variables.values())
     phases = tuple(_phase_plan(phase, tuple(terms[phase.name]), spec, registry, trainable, p_needs_data) for phase in spec.phases)
     metrics = tuple(MetricNode(e.name, e.obj, e.plugin, getattr(e.obj, "during_training", True)) for e in registry.all("metrics"))
+    samplers = {trace: SamplerNode(trace, entry.kind, registry.get("samplers", entry.kind), _options(registry, "samplers", entry.kind, entry.options))
+                for trace, entry in (spec.samplers or {}).items()}
     used = [("datasets", data.source, data.kind)] + [("networks", n.arch, n.kind) for n in networks.values()]
     used += [("objectives" if e.info.kind == "adversarial" else "distributions", e.info.objective or e.info.dist or "", e.kind) for e in edges.values()]
     used += [("distributions", v.prior, v.prior_kind) for v in variables.values() if v.prior]
     used += [("optimizers", p.optim, p.make_optimizer) for p in phases] + [("metrics", m.name, m.metric) for m in metrics]
+    used += [("samplers", node.sampler, node.kind) for node in samplers.values()]
     return Program(
         kinds=Kinds({(kind, name): obj for kind, name, obj in used}),
         name=spec.name, family=spec.family, data=data, variables=variables, edges=edges, networks=networks, phases=phases,
         p_order=tuple(nx.lexicographical_topological_sort(graph.generative_dag())),
         q_order=tuple(nx.lexicographical_topological_sort(graph.inference_dag())),
         train=spec.train, metrics=metrics, metric_names=tuple(spec.metrics) if spec.metrics is not None else None, graph=graph,
+        samplers=samplers, factors=tuple(e.name for e in graph.edges if e.kind == "undirected"),
     )
 
 
@@ -95,6 +99,8 @@ def _edge_node(graph: ModelGraph, registry: Registry, e: Any) -> EdgeNode:
         objective = registry.get("objectives", e.objective or "")
         options = _options(registry, "objectives", e.objective or "", e.options)
         return EdgeNode(e, objective, options, call=call(e.objective or "", objective.shown_options(options)), note=objective.note(options))
+    if e.kind == "undirected":
+        return EdgeNode(e, None, None)
     assert e.child is not None
     return EdgeNode(e, registry.get("distributions", e.dist or ""), _options(registry, "distributions", e.dist or "", e.options), len(graph.shape(e.child)))
 
@@ -102,10 +108,16 @@ def _edge_node(graph: ModelGraph, registry: Registry, e: Any) -> EdgeNode:
 def _network_nodes(graph: ModelGraph, registry: Registry, edges: dict[str, EdgeNode]) -> dict[str, NetworkNode]:
     spec, out = graph.spec, {}
     for name, net in spec.networks.items():
-        first = next(e for e in graph.edges if e.net == name)  # every network computes an edge (G002)
-        inputs, output = edge_signature(graph, registry, first, edges[first.name].options if first.kind == "adversarial" else None)
-        out[name] = NetworkNode(name, net.arch, registry.get("networks", net.arch), _options(registry, "networks", net.arch, net.options),
-                                tuple(tuple(s) for s in inputs), tuple(output), net.trainable, net.ema)
+        signatures: dict[str, tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]] = {}
+        for e in graph.edges:  # every network computes an edge (G002); one shape per port (G012)
+            if e.net == name and (e.port or "") not in signatures:
+                inputs, output = edge_signature(graph, registry, e, edges[e.name].options if e.kind == "adversarial" else None)
+                signatures[e.port or ""] = (tuple(tuple(s) for s in inputs), tuple(output))
+        options = _options(registry, "networks", net.arch, net.options)
+        kind = registry.get("networks", net.arch)
+        ports = {p: signatures[p] for p in kind.ports(options) if p in signatures} if "" not in signatures else {}
+        inputs, output = signatures.get("", next(iter(signatures.values())))
+        out[name] = NetworkNode(name, net.arch, kind, options, inputs, output, net.trainable, net.ema, ports)
     return out
 
 

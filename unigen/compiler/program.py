@@ -59,8 +59,9 @@ class VariableNode:
     prior_kind: Any  # the registered `Dist` of the prior, or None
     field: str | None  # the data field of an observed variable
     mask: str | None  # the data field marking the rows that observe it
-    p_source: str  # how the p-trace gets it: edge, prior, data or none
-    q_source: str  # how the q-trace gets it: data, edge or none
+    p_source: str  # how the p-trace gets it: edge, prior, sampler, data or none
+    q_source: str  # how the q-trace gets it: data, edge, sampler or none
+    m_source: str = "none"  # how the sampler trace gets it: sampler or none
 
     def __str__(self) -> str:
         role = "observed" if self.observed else "latent"
@@ -88,11 +89,14 @@ class EdgeNode:
 
     def __str__(self) -> str:
         e = self.info
+        if e.kind == "undirected":
+            return f"{e.name}: energy {e.net_ref}({', '.join(e.parents)})"
         if e.kind != "adversarial":
-            return f"{e.child} ~ {e.dist}({e.net}({', '.join(e.parents)}))"
+            own = [e.child] if getattr(self.kind, "evaluates", False) else []
+            return f"{e.child} ~ {e.dist}({e.net_ref}({', '.join([*own, *e.parents])}))"
         real = ", ".join(f"{t}.{v}" for t, v in e.real)
         fake = ", ".join(f"{t}.{v}" for t, v in e.fake)
-        return f"{e.name}: {e.net}({real}) real vs {e.net}({fake}) fake, objective {self.call}" + (f"; {self.note}" if self.note else "")
+        return f"{e.name}: {e.net_ref}({real}) real vs {e.net_ref}({fake}) fake, objective {self.call}" + (f"; {self.note}" if self.note else "")
 
 
 @dataclass(frozen=True)
@@ -105,14 +109,35 @@ class NetworkNode:
     output: tuple[int, ...]
     trainable: bool = True
     ema: float | None = None
+    # A network with several entry points: port -> (input shapes, output shape) of each port an
+    # edge uses; empty for a network called one way (`inputs` -> `output`).
+    ports: dict[str, tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
+        if self.ports:
+            return self.kind.build_ports({p: ([tuple(s) for s in i], tuple(o)) for p, (i, o) in self.ports.items()}, self.options)  # type: ignore[no-any-return]
         return self.kind.build([tuple(s) for s in self.inputs], tuple(self.output), self.options)  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
-        shape = ", ".join(str(list(s)) for s in self.inputs) + " -> " + str(list(self.output))
+        def sig(inputs: tuple[tuple[int, ...], ...], output: tuple[int, ...]) -> str:
+            return ", ".join(str(list(s)) for s in inputs) + " -> " + str(list(output))
+
+        shape = "; ".join(f"{p}: {sig(*s)}" for p, s in self.ports.items()) if self.ports else sig(self.inputs, self.output)
         frozen = ("" if self.trainable else "  (not trainable)") + (f"  (ema {self.ema:g})" if self.ema else "")
         return f"{self.name:<14} {call(self.arch, self.options)}: {shape}{frozen}"
+
+
+@dataclass(frozen=True)
+class SamplerNode:
+    """What fills the variables of undirected factors in one trace: the sampler trace `m` or the q-trace."""
+
+    trace: str
+    sampler: str
+    kind: Any  # the registered `Sampler`
+    options: Any
+
+    def __str__(self) -> str:
+        return call(self.sampler, self.options)
 
 
 @dataclass(frozen=True)
@@ -181,6 +206,8 @@ class Program:
     # The checked model graph that terms were bound on: what plugins' metrics read as a
     # `GraphView` (`model.program.graph`). Training itself reads the nodes above.
     graph: ModelGraph = field(repr=False)
+    samplers: dict[str, SamplerNode] = field(default_factory=dict)  # trace (m, q) -> what fills its undirected variables
+    factors: tuple[str, ...] = ()  # the undirected factors' edge names
 
     def into(self, var: str, kind: str) -> EdgeNode | None:
         """The generative or inference edge into `var`, resolved."""
@@ -191,13 +218,19 @@ class Program:
 
     def sampled_variable(self) -> str | None:
         """The observed variable samples show: the first one the p-trace generates."""
-        return next((v.name for v in self.variables.values() if v.observed and v.p_source == "edge"), None)
+        return next((v.name for v in self.variables.values() if v.observed and v.p_source in ("edge", "sampler")), None)
 
     def trace_line(self, side: str) -> str:
-        parts = []
-        for v in self.p_order if side == "p" else self.q_order:
+        parts, tail = [], ""
+        order = {"p": self.p_order, "q": self.q_order}.get(side, tuple(self.variables))
+        sampled = [v for v, node in self.variables.items() if getattr(node, f"{side}_source") == "sampler"]
+        if sampled:
+            factors = " + ".join(f"{self.edges[f].info.net_ref}({', '.join(self.edges[f].info.parents)})" for f in self.factors)
+            what = {"p": " (a long run of the chain)", "m": " (the chain)", "q": ""}[side]
+            tail = f"{', '.join(sampled)} ~ {self.samplers['m' if side == 'p' else side]}[energy {factors}]{what}"
+        for v in order:
             node = self.variables[v]
-            source = node.p_source if side == "p" else node.q_source
+            source = getattr(node, f"{side}_source")
             if source == "prior":
                 parts.append(f"{v} ~ {node.prior}")
             elif source == "data":
@@ -206,12 +239,15 @@ class Program:
                 edge = self.into(v, "generative" if side == "p" else "inference")
                 assert edge is not None
                 parts.append(str(edge))
+        parts += [tail] if tail else []
         return "; ".join(parts) or "-"
 
     def __str__(self) -> str:
         lines = [f"program {self.name}" + (f"  (family {self.family})" if self.family else ""), f"  data      {self.data}", "  variables"]
         lines += [f"    {v}" for v in self.variables.values()]
         lines += ["  p-trace   " + self.trace_line("p"), "  q-trace   " + self.trace_line("q")]
+        if "m" in self.samplers:
+            lines += ["  m-trace   " + self.trace_line("m")]
         lines += [f"  link      {e}" for e in self.links()]
         lines += ["  networks"] + [f"    {n}" for n in self.networks.values()]
         for phase in self.phases:

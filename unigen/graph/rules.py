@@ -60,6 +60,7 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
     _kind_names(graph, registry, out)
     _edge_names(graph, registry, out)
     _phase_names(graph, registry, out)
+    _samplers(graph, registry, out)
     for i, m in enumerate(graph.spec.metrics or []):
         if not registry.has("metrics", m):
             out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
@@ -88,12 +89,18 @@ def _kind_names(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             out.diagnostics.append(Diagnostic("D001", f"dataset `{spec.data.source}` cannot describe its fields: {exc}.", ("data",)))
     out.options[("data", "fields")] = fields
     for vname, var in spec.variables.items():
-        if var.prior is not None:
-            if not registry.has("distributions", var.prior):
-                out.diagnostics.append(registry.unknown("distributions", var.prior, ("variables", vname, "prior")))
-            elif not registry.get("distributions", var.prior).can_be_prior:
+        if var.prior_name is not None:
+            if not registry.has("distributions", var.prior_name):
+                out.diagnostics.append(registry.unknown("distributions", var.prior_name, ("variables", vname, "prior")))
+            elif not registry.get("distributions", var.prior_name).can_be_prior:
                 priors = [e.name for e in registry.all("distributions") if e.obj.can_be_prior]
-                out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior}` cannot be a prior; expected one that can sample a root without parents.", ("variables", vname, "prior"), did_you_mean(var.prior, priors)))
+                learned = [e.name for e in registry.all("distributions") if getattr(e.obj, "evaluates", False)]
+                hint = did_you_mean(var.prior_name, priors)
+                if getattr(registry.get("distributions", var.prior_name), "evaluates", False):
+                    hint = f"its network evaluates the value: write `prior: {{dist: {var.prior_name}, net: <network>}}`."
+                elif learned:
+                    hint += f" A learned prior names its network: `prior: {{dist: {learned[0]}, net: <network>}}`."
+                out.diagnostics.append(Diagnostic("G001", f"distribution `{var.prior_name}` cannot be a prior; expected one that can sample a root without parents.", ("variables", vname, "prior"), hint))
     for nname, net in spec.networks.items():
         _kind(registry, out, "networks", net.arch, net.options, ("networks", nname, "arch"))
 
@@ -110,24 +117,67 @@ def _edge_names(graph: ModelGraph, registry: Registry, out: Checked) -> None:
                 reported.add(v)
                 _unknown(out, "variable", v, variables, e.path + (e.kind,))
         for side, refs in (("real", e.real), ("fake", e.fake)):
-            given = getattr(spec.edges[e.index], side, None) is not None
+            given = e.index >= 0 and getattr(spec.edges[e.index], side, None) is not None
             for j, (_, v) in enumerate(refs):
                 if v not in spec.variables and v not in reported:
                     reported.add(v)
                     _unknown(out, "variable", v, variables, e.path + ((side, j) if given else (e.kind,)))
         if e.net not in spec.networks:
             _unknown(out, "network", e.net, networks, e.path + ("net",))
+        else:
+            _port(graph, registry, out, e)
         _edge_kind(registry, out, e)
         prev = seen_edges.get(e.name)
         # Two unnamed edges of one kind into one variable share a default name; the
         # structure rule reports that as what it is (two edges into the variable).
-        defaulted = prev is not None and prev.kind == e.kind != "adversarial" and spec.edges[prev.index].name is None and spec.edges[e.index].name is None
+        defaulted = prev is not None and prev.kind == e.kind in ("generative", "inference") and _unnamed(graph, prev) and _unnamed(graph, e)
         if prev is not None and not defaulted:
             out.diagnostics.append(Diagnostic("G013", f"two edges are named `{e.name}` (edges {prev.index} and {e.index}); expected distinct names.", e.path, "give one of them a distinct `name:`."))
         seen_edges.setdefault(e.name, e)
 
 
+def _unnamed(graph: ModelGraph, e: EdgeInfo) -> bool:
+    """Whether the edge carries its default name (a learned prior always does)."""
+    return e.index < 0 or graph.spec.edges[e.index].name is None
+
+
+def _port(graph: ModelGraph, registry: Registry, out: Checked, e: EdgeInfo) -> None:
+    """G023: `net: g.a` names a port that g's architecture has; a network with ports is used through one."""
+    net = graph.spec.networks[e.net]
+    options = out.options.get(("networks", e.net, "arch"))
+    if not registry.has("networks", net.arch) or options is None:
+        return
+    ports = tuple(registry.get("networks", net.arch).ports(options))
+    path = e.path + ("net",)
+    if e.port is not None and not ports:
+        out.diagnostics.append(Diagnostic("G023", f"edge `{e.name}` calls port `{e.port}` of network `{e.net}`, but its architecture `{net.arch}` has no ports.", path, f"write `net: {e.net}`."))
+    elif e.port is not None and e.port not in ports:
+        listed = ", ".join(f"`{p}`" for p in ports)
+        out.diagnostics.append(Diagnostic("G023", f"network `{e.net}` ({net.arch}) has no port `{e.port}`; its ports are {listed}.", path, did_you_mean(e.port, list(ports)) or f"write e.g. `net: {e.net}.{ports[0]}`."))
+    elif e.port is None and ports:
+        listed = ", ".join(f"`{p}`" for p in ports)
+        out.diagnostics.append(Diagnostic("G023", f"network `{e.net}` ({net.arch}) has several ports ({listed}), and edge `{e.name}` names none.", path, f"write e.g. `net: {e.net}.{ports[0]}`."))
+
+
+def _samplers(graph: ModelGraph, registry: Registry, out: Checked) -> None:
+    """Each sampler's kind and options, and whether it can fill the trace it is given."""
+    for trace, entry in (graph.spec.samplers or {}).items():
+        path: Path = ("samplers", trace, "kind")
+        _kind(registry, out, "samplers", entry.kind, entry.options, path)
+        if registry.has("samplers", entry.kind):
+            can = sorted(getattr(registry.get("samplers", entry.kind), "traces", ()))
+            if trace not in can:
+                fits = [x.name for x in registry.all("samplers") if trace in getattr(x.obj, "traces", ())]
+                out.diagnostics.append(Diagnostic("G022", f"sampler `{entry.kind}` cannot fill the {_TRACE_NAMES[trace]}; it fills {' and '.join(_TRACE_NAMES[t] for t in can) or 'no trace'}.", path,
+                                                  f"use one that does: {', '.join(f'`{n}`' for n in fits)}." if fits else "install a plugin with a sampler that does."))
+
+
+_TRACE_NAMES = {"m": "sampler trace `m`", "q": "q-trace `q`"}
+
+
 def _edge_kind(registry: Registry, out: Checked, e: EdgeInfo) -> None:
+    if e.kind == "undirected":
+        return  # an energy: its network is all it has
     if e.kind == "adversarial" and not e.objective:
         out.diagnostics.append(Diagnostic("S003", f"adversarial edge `{e.name}` has no `objective`; expected one of: {', '.join(registry.names('objectives'))}.", e.path, "add `objective: <name>`, one of the objectives listed."))
     elif e.kind == "adversarial":
@@ -215,12 +265,26 @@ def _structure(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             # A generative parent does not make data optional: the q-trace reads every
             # observed variable from the batch, whatever generates it in the p-trace.
             d.append(Diagnostic("G005", f"observed variable `{vname}` has no data: dataset `{spec.data.source}` has no field `{graph.data_field(vname)}`; expected one of its fields.", ("variables", vname), f"bind it with `data: <field>` to one of: {', '.join(sorted(fields))}; or make it latent."))
+    _undirected(graph, out)
+    _inferences(graph, out)
+    _links(graph, out)
+
+
+def _inferences(graph: ModelGraph, out: Checked) -> None:
+    """G006: every inference edge approximates a posterior, or is a step of a supervised chain."""
+    d, gen = out.diagnostics, graph.generative_dag()
     inf = graph.inference_dag()
     for e in graph.of_kind("inference"):
         assert e.child is not None
         explains = any(nx.has_path(gen, e.child, p) for p in e.parents)
         if not (explains or _supervised(graph, inf, e)):
             d.append(Diagnostic("G006", f"inference edge `{e.name}` ({', '.join(e.parents)} -> {e.child}) approximates no posterior: no generative path leads from `{e.child}` to {', '.join('`' + p + '`' for p in e.parents)}, and it is no step of a supervised chain between observed variables.", e.path + ("inference",), f"add a generative edge from `{e.child}` towards the variables it is inferred from, or make it a supervised edge between observed variables (possibly through latent features, `x -> h -> y`)."))
+
+
+def _links(graph: ModelGraph, out: Checked) -> None:
+    """G007, G014, G008: both sides of every adversarial link can be compared and produced, and
+    something trainable stands behind the fake one."""
+    d = out.diagnostics
     for e in graph.of_kind("adversarial"):
         if len(e.real) != len(e.fake):
             d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares {len(e.real)} real variable(s) with {len(e.fake)} fake one(s).", e.path, "give both sides the same number of variables."))
@@ -237,6 +301,25 @@ def _structure(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
 
 
+def _undirected(graph: ModelGraph, out: Checked) -> None:
+    """G022: undirected factors need their samplers: `m` draws the model's own chain (what CD and
+    PCD compare the data with), `q` infers their hidden units given the observed ones."""
+    factors, d = graph.of_kind("undirected"), out.diagnostics
+    if not factors:
+        for trace in graph.spec.samplers or {}:
+            d.append(Diagnostic("G022", f"sampler `{trace}` fills the variables of undirected factors, and the spec has none.", ("samplers", trace), "remove `samplers`, or add a factor such as `{undirected: [v, h], net: rbm}`."))
+        return
+    if graph.sampler("m") is None:
+        e = factors[0]
+        d.append(Diagnostic("G022", f"undirected factor `{e.name}` ({', '.join(e.parents)}) has no sampler: nothing draws the model's own values, which training compares the data with.", e.path,
+                            "add `samplers: {m: {kind: gibbs, steps: 1}}` (contrastive divergence; `persistent: true` for PCD)."))
+    hidden = [v for v in graph.undirected_variables() if not graph.variables[v].observed and graph.into(v, "inference") is None]
+    if hidden and graph.sampler("q") is None:
+        names = ", ".join(f"`{v}`" for v in hidden)
+        d.append(Diagnostic("G022", f"the hidden {'unit' if len(hidden) == 1 else 'units'} {names} of undirected factors {'has' if len(hidden) == 1 else 'have'} no inference: the q-trace cannot fill {'it' if len(hidden) == 1 else 'them'} given the data.", ("variables", hidden[0]),
+                            "add `samplers: {q: {kind: mean_field}}` (exact for one hidden layer, mean-field for more)."))
+
+
 def _supervised(graph: ModelGraph, inf: nx.DiGraph, e: EdgeInfo) -> bool:
     """A supervised step: every parent is observed or inferred, and the child is observed (a
     label) or a learnt representation (`x -> h -> y`, h the features of a predictor of y)."""
@@ -251,7 +334,7 @@ def representation(graph: ModelGraph, var: str) -> bool:
     """A latent that only the q-trace computes: no prior and no generative edge in or out, but
     an inference edge into it (learnt features). The p-trace never needs it, so it needs no prior."""
     v = graph.spec.variables[var]
-    if v.observed or v.prior or graph.into(var, "inference") is None:
+    if v.observed or v.prior or graph.into(var, "inference") is None or var in graph.undirected_variables():
         return False
     return not any(e.child == var or var in e.parents for e in graph.of_kind("generative"))
 
@@ -265,14 +348,14 @@ def _variables(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     spec, d = graph.spec, out.diagnostics
     fields = out.options.get(("data", "fields"), {})
     for vname, var in spec.variables.items():
-        if not var.observed and graph.into(vname, "generative") is None and var.prior is None and not representation(graph, vname):
+        if not var.observed and graph.into(vname, "generative") is None and var.prior is None and not representation(graph, vname) and vname not in graph.undirected_variables():
             d.append(Diagnostic("G004", f"latent root `{vname}` has no prior, so the p-trace cannot sample it; expected a prior or a generative edge into it.", ("variables", vname), f"add `prior: normal` (or `categorical`) to `{vname}`, or a generative edge into it."))
         field = graph.data_field(vname)
         if var.observed and field in fields and tuple(fields[field]) != tuple(var.shape):
             d.append(Diagnostic("G012", f"observed variable `{vname}` has shape {list(var.shape)} but dataset `{spec.data.source}` gives `{field}` with shape {list(fields[field])}.", ("variables", vname, "shape"), f"write `shape: {list(fields[field])}`, or change the dataset's options."))
-        if var.prior is not None and registry.has("distributions", var.prior):
-            for msg in registry.get("distributions", var.prior).check(tuple(var.shape)):
-                d.append(Diagnostic("G012", f"prior `{var.prior}` of `{vname}`: {msg}", ("variables", vname, "shape"), f"change the shape of `{vname}` or its prior."))
+        if var.prior_name is not None and registry.has("distributions", var.prior_name):
+            for msg in registry.get("distributions", var.prior_name).check(tuple(var.shape)):
+                d.append(Diagnostic("G012", f"prior `{var.prior_name}` of `{vname}`: {msg}", ("variables", vname, "shape"), f"change the shape of `{vname}` or its prior."))
         if var.mask is not None:
             if not var.observed:
                 d.append(Diagnostic("G020", f"latent variable `{vname}` has a `mask`, which marks the rows that observe a variable; a latent one is observed in none.", ("variables", vname, "mask"), f"write `observed: true` on `{vname}`, or remove `mask`."))
@@ -284,36 +367,73 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
     spec, d = graph.spec, out.diagnostics
     signature: dict[str, tuple[Any, EdgeInfo]] = {}
     for e in graph.edges:
-        if e.kind != "adversarial":
+        if e.kind in ("generative", "inference"):
             assert e.child is not None and e.dist is not None
             for msg in registry.get("distributions", e.dist).check(graph.shape(e.child)):
                 d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",), f"change the shape of `{e.child}` or the edge's `dist`."))
         inputs, output = edge_signature(graph, registry, e, out.options.get(e.path + ("objective",)))
         sig = (inputs, output)
-        if e.net in signature and signature[e.net][0] != sig:
-            first = signature[e.net][1]
-            d.append(Diagnostic("G012", f"network `{e.net}` computes edge `{first.name}` ({_sig(signature[e.net][0])}) and edge `{e.name}` ({_sig(sig)}); one network needs one shape.", e.path + ("net",), "use a separate network for each shape."))
+        ref = e.net_ref
+        if ref in signature and signature[ref][0] != sig:
+            first = signature[ref][1]
+            what = f"port `{e.port}` of network `{e.net}`" if e.port else f"network `{e.net}`"
+            d.append(Diagnostic("G012", f"{what} computes edge `{first.name}` ({_sig(signature[ref][0])}) and edge `{e.name}` ({_sig(sig)}); one {'port' if e.port else 'network'} needs one shape.", e.path + ("net",),
+                                "use a separate network for each shape" + (", or another port." if e.port else ".")))
             continue
-        signature.setdefault(e.net, (sig, e))
+        signature.setdefault(ref, (sig, e))
         net = spec.networks[e.net]
         options = out.options.get(("networks", e.net, "arch"))
         if options is None:
             continue
+        _evaluated(graph, registry, e, out)
         for msg in registry.get("networks", net.arch).check(inputs, output, options):
             d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net), "change the network's options or the shapes of the edge's variables."))
 
 
+_NEEDS = {
+    "causal": ("causal", "an autoregressive density scores a value in one pass, so each output element may see only the elements before it"),
+    "invertible": ("invertible", "a flow scores a value through its inverse and the log-determinant of its Jacobian"),
+}
+
+
+def _evaluated(graph: ModelGraph, registry: Registry, e: EdgeInfo, out: Checked) -> None:
+    """G021: a learned prior names a density its network evaluates, on a network of the kind
+    that density needs (causal, invertible) as its architecture declares; the plugins' rules check
+    the built network itself (the mask's order, the inverse)."""
+    if e.kind not in ("generative", "inference") or not registry.has("distributions", e.dist or ""):
+        return
+    dist = registry.get("distributions", e.dist or "")
+    arch = graph.spec.networks[e.net].arch
+    if e.index < 0 and not getattr(dist, "evaluates", False):
+        learned = [x.name for x in registry.all("distributions") if getattr(x.obj, "evaluates", False)]
+        d = Diagnostic("G021", f"the learned prior of `{e.child}` is `{e.dist}`, whose network does not evaluate the variable's value, so it is no density of `{e.child}` alone.", e.path + ("dist",),
+                       (f"use one that does: {', '.join(f'`{n}`' for n in learned)}; " if learned else "") + f"or a fixed prior, `prior: {e.dist}`.")
+        out.diagnostics.append(d)
+        return
+    need = getattr(dist, "needs", "")
+    if need in _NEEDS and not getattr(registry.get("networks", arch), _NEEDS[need][0], False):
+        fits = [x.name for x in registry.all("networks") if getattr(x.obj, _NEEDS[need][0], False)]
+        out.diagnostics.append(Diagnostic("G021", f"`{e.dist}` on edge `{e.name}` needs a {need} network, and `{e.net}` ({arch}) is not {need}: {_NEEDS[need][1]}.", ("networks", e.net, "arch"),
+                                          f"use a {need} architecture" + (f": {', '.join(f'`{n}`' for n in fits)}." if fits else "; none is installed.")))
+
+
 def edge_signature(graph: ModelGraph, registry: Registry, e: EdgeInfo, objective_options: Any = None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
     """The input and output shapes of the network that computes edge `e`: a distribution's
-    parameters per child element (normal: two), or, on a link, what its objective asks of the
-    discriminator (it may judge several samples at once, or give more logits than one)."""
+    parameters per child element (normal: two) from the parents (and first the child's own value,
+    for a density its network evaluates); on a link, what its objective asks of the discriminator
+    (it may judge several samples at once, or give more logits than one); an undirected factor's
+    energy per row from the variables it joins."""
     if e.kind == "adversarial":
         objective = registry.get("objectives", e.objective or "")
         shapes, out_shape = objective.network_shapes([graph.shape(v) for _, v in e.real], objective_options, graph)
         return [tuple(s) for s in shapes], tuple(out_shape)
+    if e.kind == "undirected":
+        return [graph.shape(v) for v in e.parents], (1,)
     assert e.child is not None and e.dist is not None
     child = graph.shape(e.child)
-    return [graph.shape(p) for p in e.parents], (child[0] * registry.get("distributions", e.dist).n_params,) + child[1:]
+    dist = registry.get("distributions", e.dist)
+    own = [child] if getattr(dist, "evaluates", False) else []
+    return own + [graph.shape(p) for p in e.parents], (child[0] * dist.n_params,) + child[1:]
 
 
 def _sig(sig: tuple[Any, Any]) -> str:

@@ -22,6 +22,9 @@ Size = Annotated[int, Field(gt=0, lt=2**31)]
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
+EDGE_KINDS = ("generative", "inference", "adversarial", "undirected")
+
+
 SPEC_NAME = r"^[A-Za-z0-9_.-]+$"
 
 
@@ -72,12 +75,27 @@ class Data(_Open):
     source: str = Field(description="a registered dataset (`unigen plugins` lists them); its options sit beside it")
 
 
+class Prior(_Strict):
+    dist: str = Field(description="a registered distribution that its network evaluates on the variable's own value, e.g. `autoregressive` or `flow`")
+    net: str = Field(description="the network that computes the density (called on the variable's value)")
+    options: dict[str, Finite] = Field(default_factory=dict, description="options of the distribution")
+
+
 class Variable(_Strict):
     observed: bool = Field(False, description="bound to a data field in the q-trace")
     shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
-    prior: str | None = Field(None, description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`")
+    prior: str | Prior | None = Field(
+        None,
+        description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`; or a learned density of the root, "
+        "`{dist: autoregressive, net: made}`, whose network evaluates the value (an observed root may have one: p(x) itself)",
+    )
     data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
     mask: str | None = Field(None, description="data field that marks the rows observing this variable (1) and those hiding it (0): a partially observed variable, e.g. labels given for some rows only")
+
+    @property
+    def prior_name(self) -> str | None:
+        """The name of a fixed prior (`prior: normal`); None for none and for a learned density."""
+        return self.prior if isinstance(self.prior, str) else None
 
 
 class Network(_Open):
@@ -90,7 +108,8 @@ class Edge(_Strict):
     generative: str | None = Field(None, description="`z -> x` or `z, y -> x`: a factor of p(x, z)")
     inference: str | None = Field(None, description="`x -> z`: a factor of q(z | x)")
     adversarial: str | list[str] | None = Field(None, description="variable or list of variables judged real (q-trace) vs fake (p-trace)")
-    net: str = Field(description="network computing this edge")
+    undirected: str | list[str] | None = Field(None, description="`[v, h]`: an undirected factor between variables, whose network gives its energy (a restricted Boltzmann machine); the `samplers` fill its traces")
+    net: str = Field(description="network computing this edge; `g.a` for port `a` of a network with several ports")
     dist: str | None = Field(None, description="output distribution: bernoulli, normal, deterministic, categorical")
     objective: str | None = Field(None, description="a registered adversarial objective (required on adversarial edges; `unigen plugins` lists them)")
     name: str | None = Field(None, pattern=NAME, description="name used by terms (`<term>@p_x`); defaults to p_<child>, q_<child>, adv_<vars>")
@@ -100,12 +119,12 @@ class Edge(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Edge":
-        kinds = [k for k in ("generative", "inference", "adversarial") if getattr(self, k) is not None]
+        kinds = [k for k in EDGE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("an edge has exactly one of `generative`, `inference`, `adversarial`" + (f"; found {', '.join(kinds)}" if kinds else ""))
+            raise ValueError("an edge has exactly one of `generative`, `inference`, `adversarial`, `undirected`" + (f"; found {', '.join(kinds)}" if kinds else ""))
         if kinds[0] != "adversarial" and self.objective is not None:
             raise ValueError("`objective` belongs to adversarial edges only")
-        if kinds[0] == "adversarial" and self.dist is not None:
+        if kinds[0] in ("adversarial", "undirected") and self.dist is not None:
             raise ValueError("`dist` belongs to generative and inference edges only")
         if kinds[0] != "adversarial" and (self.real is not None or self.fake is not None):
             raise ValueError("`real` and `fake` belong to adversarial edges only")
@@ -113,7 +132,7 @@ class Edge(_Strict):
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("generative", "inference", "adversarial") if getattr(self, k) is not None)
+        return next(k for k in EDGE_KINDS if getattr(self, k) is not None)
 
 
 class TermRef(_Strict):
@@ -145,6 +164,10 @@ class Phase(_Strict):
             else:
                 out.append(t)
         return out
+
+
+class SamplerSpec(_Open):
+    kind: str = Field(description="a registered sampler (`unigen plugins` lists them), e.g. `gibbs` or `mean_field`; its options sit beside it")
 
 
 class Best(_Strict):
@@ -185,7 +208,12 @@ class Spec(_Strict):
     data: Data
     variables: dict[str, Variable]
     networks: dict[str, Network]
-    edges: list[Edge]
+    edges: list[Edge] = Field(default_factory=list, description="generative, inference, adversarial and undirected edges (a model of one learned prior needs none)")
+    samplers: dict[Literal["m", "q"], SamplerSpec] | None = Field(
+        None,
+        description="what fills the variables of undirected factors: `m`, the sampler trace (the model's own chain, e.g. `{kind: gibbs, steps: 1}`); "
+        "`q`, the hidden units of the q-trace given the observed ones (e.g. `{kind: mean_field}`)",
+    )
     phases: list[Phase] = Field(description="alternating training phases")
     metrics: list[str] | None = Field(None, description="metrics to report; default: every registered metric that applies")
     train: Train = Field(default_factory=Train, description="training settings")

@@ -35,6 +35,7 @@ PROTOCOLS: dict[str, type | None] = {
     "unigen_register_rules": kinds.Rule,
     "unigen_register_optimizers": None,
     "unigen_register_trackers": trackers.Tracker,
+    "unigen_register_samplers": kinds.Sampler,
 }
 
 

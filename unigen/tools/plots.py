@@ -127,7 +127,7 @@ def sample_run(run: str | Path, n: int, out: str | Path, seed: int = 0, checkpoi
 
 def _latent_picture(model: Model, var: str, root: str, dim: int | None, traverse: bool, n: int, seed: int, tag: str, out: Path, label: str | None) -> Path:
     graph = model.program.graph
-    prior = graph.variables[root].prior or ""
+    prior = graph.variables[root].prior_name or ""
     shape = graph.shape(root)
     size = math.prod(shape)
     categorical = prior == "categorical"

@@ -2,7 +2,9 @@
 
 A trace is computed lazily, so a phase pays only for the values its terms read. The
 p-trace samples roots from their priors and follows generative edges; the q-trace takes
-observed variables from the data batch and follows inference edges.
+observed variables from the data batch and follows inference edges. The variables of
+undirected factors come from samplers: the q-trace's hidden units given the observed ones, the
+sampler trace m's chain, and the p-trace's draws from a long run of the chain.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class Model(nn.Module):
         # step what the trainer's execution chose (compiled, wrapped for several processes).
         self.calls: dict[str, Any] = dict(self.nets.items())
         self.averages = Averages(self.nets, {n: net.ema for n, net in program.networks.items() if net.ema}, owner=self)
-        self.edge_dist = {name: (e.kind, e.options, e.event_dims) for name, e in program.edges.items() if e.info.kind != "adversarial"}
+        self.edge_dist = {name: (e.kind, e.options, e.event_dims) for name, e in program.edges.items() if e.info.kind in ("generative", "inference")}
+        self.evaluates = {name for name, e in program.edges.items() if getattr(e.kind, "evaluates", False)}
         self.priors = {v: node.prior_kind for v, node in program.variables.items() if node.prior_kind is not None}
         self.data_kind = program.data.kind  # the registered DatasetKind: how its samples are shown
         if dataset is None:
@@ -47,11 +50,15 @@ class Model(nn.Module):
         self.batch_fields = {**self.fields, **{mask_key(v): node.mask for v, node in program.variables.items() if node.observed and node.mask}}
         # How each trace produces each variable, resolved once: the hot path only looks up.
         self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
-            side: {v: (node.p_source if side == "p" else node.q_source, _info(program.into(v, "generative" if side == "p" else "inference"))) for v, node in program.variables.items()}
-            for side in ("p", "q")
+            side: {v: (getattr(node, f"{side}_source"), _info(program.into(v, {"p": "generative", "q": "inference"}.get(side, "")))) for v, node in program.variables.items()}
+            for side in ("p", "q", "m")
         }
         self.reparam = {name: entry[0].reparam for name, entry in self.edge_dist.items()}
         self._priors: dict[tuple[str, int], torch.distributions.Distribution] = {}
+        # The undirected part: its energy, and the samplers' own tensors (persistent chains), by
+        # trace, which checkpoints keep.
+        self.energy = Energy(self) if program.factors else None
+        self.sampler_state: dict[str, dict[str, torch.Tensor]] = {trace: {} for trace in program.samplers}
 
     def prior(self, var: str, n: int) -> torch.distributions.Distribution:
         """p(var) for a batch of n; fixed priors are built once per batch size."""
@@ -62,6 +69,11 @@ class Model(nn.Module):
             if getattr(kind, "constant_prior", True):
                 self._priors[(var, n)] = dist
         return dist
+
+    def call(self, edge: EdgeInfo) -> Any:
+        """The network of `edge` as this phase runs it, at the edge's port."""
+        net = self.calls[edge.net]
+        return net if edge.port is None else Port(net, edge.port)
 
     def trace(self, side: str, batch: dict[str, torch.Tensor] | None, n: int) -> "Trace":
         return Trace(self, side, batch, n)
@@ -86,7 +98,7 @@ class Model(nn.Module):
         trace = self.trace("p", self.observed_batch(batch) if batch else None, n)
         trace.values.update(fixed or {})
         edge = self.sources["p"][var][1] if self.sources["p"][var][0] == "edge" else None
-        if edge is None:
+        if edge is None or edge.name in self.evaluates:  # a density evaluated on its value has no mean to show
             return trace[var]
         dist = trace.cond(edge)
         try:
@@ -124,7 +136,26 @@ class Trace:
             assert edge is not None
             dist = self.cond(edge)
             return dist.rsample() if self.model.reparam[edge.name] else dist.sample()
+        if source == "sampler":
+            self._fill()
+            return self.values[var]
         raise RuntimeError(f"the {self.side}-trace has no way to produce `{var}`")
+
+    def _fill(self) -> None:
+        """Every variable of the undirected factors that this trace's sampler fills, at once: the
+        q-trace's hidden units given its observed ones, the sampler trace's chain, or (the p-trace)
+        the model's own draws from a long run of the chain."""
+        model, energy = self.model, self.model.energy
+        assert energy is not None
+        trace = "m" if self.side == "p" else self.side
+        node = model.program.samplers[trace]
+        data = {v: self.batch[v] for v in energy.observed if v in self.batch}
+        given = {v: self[v] for v in energy.observed} if self.side == "q" else {}
+        state = {} if self.side == "p" else model.sampler_state[trace]
+        mode = "sample" if self.side == "p" else "train"
+        values = node.kind.fill(energy, given, data, self.n, node.options, state, mode)
+        for v, value in values.items():
+            self.values.setdefault(v, value)
 
     def prior(self, var: str) -> torch.distributions.Distribution:
         return self.model.prior(var, self.n)
@@ -134,8 +165,15 @@ class Trace:
         dist = self.conds.get(edge.name)
         if dist is None:
             kind, options, event_dims = self.model.edge_dist[edge.name]
-            out = self.model.calls[edge.net](*[self[p] for p in edge.parents])
-            dist = self.conds[edge.name] = kind.make(out, event_dims, options)
+            net = self.model.call(edge)
+            parents = [self[p] for p in edge.parents]
+            if edge.name in self.model.evaluates:  # the network scores the child's own value
+                assert edge.child is not None
+                shape = self.model.program.variables[edge.child].shape
+                dist = kind.density(net, self.model.nets[edge.net], parents, shape, self.n, options)
+            else:
+                dist = kind.make(net(*parents), event_dims, options)
+            self.conds[edge.name] = dist
         return dist
 
 
@@ -162,8 +200,63 @@ class StepContext:
     def q(self) -> Trace:
         return self.trace("q")
 
+    @property
+    def m(self) -> Trace:
+        return self.trace("m")
+
     def net(self, name: str) -> Any:
-        return self.model.calls[name]
+        """The network `name` as this phase runs it; `g.a` is port `a` of network `g` (an edge's `net_ref`)."""
+        net, _, port = name.partition(".")
+        return Port(self.model.calls[net], port) if port else self.model.calls[net]
+
+
+class Port:
+    """One entry point of a network with several: called as the network with `port=` set; its
+    other attributes (parameters, layers) are the network's."""
+
+    __slots__ = ("module", "port")
+
+    def __init__(self, module: Any, port: str) -> None:
+        self.module, self.port = module, port
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, port=self.port, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+
+class Energy:
+    """The undirected factors of a model as one energy (`kinds.EnergyView`): each factor's
+    network called, at its port, as the phase runs it."""
+
+    def __init__(self, model: Model) -> None:
+        program = model.program
+        self.model = model
+        self.factors = [program.edges[f].info for f in program.factors]
+        joined = {v for e in self.factors for v in e.parents}
+        self.variables = {v: node.shape for v, node in program.variables.items() if v in joined}
+        self.observed = tuple(v for v in self.variables if program.variables[v].observed)
+
+    def energy(self, values: dict[str, torch.Tensor], only: str | None = None) -> torch.Tensor:
+        """(n,): the sum of the factors' energies at `values` (with `only`, of the factors that join it)."""
+        total: torch.Tensor | None = None
+        for e in self.factors:
+            if only is not None and only not in e.parents:
+                continue
+            out = self.model.call(e)(*[values[v] for v in e.parents])
+            out = out.reshape(len(out), -1).sum(1)
+            total = out if total is None else total + out
+        assert total is not None, "every variable of `variables` is joined by a factor"
+        return total
+
+    def field(self, var: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """-dE/d`var` at `values`, detached: for binary units of a multilinear energy, the logits of
+        `var`'s units given the others."""
+        with torch.enable_grad():
+            x = values[var].detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.energy({**values, var: x}, only=var).sum(), x)
+        return -grad.detach()
 
 
 def _info(edge: Any) -> EdgeInfo | None:

@@ -33,6 +33,8 @@ def trainer_state(trainer: Any) -> dict[str, Any]:
     }
     if trainer.model.averages:
         out["ema"] = trainer.model.averages.state_dict()
+    if any(trainer.model.sampler_state.values()):  # persistent chains continue where they were
+        out["samplers"] = {trace: dict(state) for trace, state in trainer.model.sampler_state.items()}
     return out
 
 
@@ -41,6 +43,7 @@ def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer.model.nets.load_state_dict(state["nets"])
     if trainer.model.averages:
         trainer.model.averages.load_state_dict(state["ema"])
+    _load_samplers(trainer.model, state)
     for r in trainer.runners:
         r.optimizer.load_state_dict(state["optimizers"][r.plan.name])
         r.last.clear()
@@ -53,6 +56,14 @@ def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer.nonfinite.update({k: int(v) for k, v in (state.get("nonfinite") or {}).items()})
     trainer.health.load_state_dict(state.get("health") or {})
     trainer.checks.clear()
+
+
+def _load_samplers(model: Any, state: dict[str, Any]) -> None:
+    """The samplers' tensors (persistent chains) of a checkpoint, on the model's device."""
+    for trace, tensors in (state.get("samplers") or {}).items():
+        if trace in model.sampler_state:
+            model.sampler_state[trace].clear()
+            model.sampler_state[trace].update({k: v.to(model.device) for k, v in tensors.items()})
 
 
 def _load_rng(trainer: Any, state: dict[str, Any]) -> None:
@@ -82,6 +93,7 @@ def rollback(trainer: Any, snap: dict[str, Any]) -> None:
     trainer.model.nets.load_state_dict(snap["nets"])  # copied into the parameters
     if trainer.model.averages:
         trainer.model.averages.load_state_dict(snap["ema"])
+    _load_samplers(trainer.model, copy.deepcopy(snap))
     optimizers = copy.deepcopy(snap["optimizers"])  # an optimizer keeps the tensors it loads
     for r in trainer.runners:
         r.optimizer.load_state_dict(optimizers[r.plan.name])
