@@ -56,11 +56,13 @@ def test_draw_dot_has_one_edge_per_parent_and_judged_variable(spec, registry):
     text = to_dot(describe(graph))
     edges = dot_edges(text)
     expected = set()
-    for e in graph.edges:
+    for e in graph.edges:  # labelled with the network, at its port (`g.a`) where it has several
         if e.kind == "adversarial":
-            expected |= {(v, f"link:{e.name}", "adversarial", e.net) for v in e.parents}
+            expected |= {(v, f"link:{e.name}", "adversarial", e.net_ref) for v in e.parents}
+        elif e.kind == "undirected":  # a line without heads, drawn from the later-named variable
+            expected |= {(b, a, "undirected", e.net_ref) for i, a in enumerate(e.parents) for b in e.parents[i + 1 :]}
         else:
-            expected |= {(p, e.child, e.kind, e.net) for p in e.parents}
+            expected |= {(p, e.child, e.kind, e.net_ref) for p in e.parents}
     got = {(a["tail"], a["head"], a["id"].split(":")[0], a["label"].split("\\n")[0]) for a in edges.values()}
     assert got == expected
     for a in edges.values():

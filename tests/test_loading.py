@@ -298,14 +298,14 @@ def test_spec_invalid_values_are_s002_with_what_was_expected(old, new, path, mes
 def test_spec_edge_with_two_kinds_is_s002():
     diag = one(problems(GAN.replace("{generative: z -> x,", "{generative: z -> x, inference: x -> z,")), "S002")
     assert dotted(diag.path) == "edges.0"
-    assert "exactly one of `generative`, `inference`, `adversarial`; found generative, inference" in diag.message
+    assert "exactly one of `generative`, `inference`, `adversarial`, `undirected`; found generative, inference" in diag.message
 
 
 def test_spec_missing_required_key_is_s003_located_at_its_parent():
     diags = problems(GAN.replace("  - {generative: z -> x, net: generator, dist: deterministic}", "  - {generative: z -> x, dist: deterministic}"))
     diag = one(diags, "S003")
     assert dotted(diag.path) == "edges.0.net"
-    assert "missing required key `net` in `edges.0` (network computing this edge)" in diag.message
+    assert "missing required key `net` in `edges.0` (network computing this edge; `g.a` for port `a` of a network with several ports)" in diag.message
     assert (diag.line, diag.col) == (11, 5)
     assert diag.hint == "add `net: ...` here."
 
@@ -430,5 +430,5 @@ def test_schema_prints_the_json_schema_of_spec(cli):
     assert schema["$schema"].startswith("http://json-schema.org/")
     assert set(Spec.model_fields) <= set(schema["properties"])
     assert {"unigen", "name"} <= set(schema["required"])  # the model's parts are required unless a family fills them in
-    assert schema["if"] == {"not": {"required": ["family"]}} and {"data", "variables", "networks", "edges", "phases"} <= set(schema["then"]["required"])
+    assert schema["if"] == {"not": {"required": ["family"]}} and {"data", "variables", "networks", "phases"} <= set(schema["then"]["required"])  # `edges` may be empty
     assert "Phase" in schema["definitions"] and "repeats" in schema["definitions"]["Phase"]["properties"]

@@ -132,7 +132,7 @@ class OnlyQ(Gibbs):
 
 
 class CD(Term):
-    target = "undirected"
+    target = None  # the energy of every factor: a DBM's terms bind to no single one
     doc = "toy contrastive divergence"
 
     def bind(self, site):
@@ -385,3 +385,17 @@ def test_undirected_misuse(toy_registry, overrides, code, message):
 def test_samplers_without_factors_are_g022(toy_registry):
     problems = _problems(AR, toy_registry, "samplers={m: {kind: toy_gibbs}}")
     assert [(p.code, p.path) for p in problems] == [("G022", ("samplers", "m"))]
+
+
+def test_drawing_shows_factors_as_lines_ports_as_labels_and_learned_priors(toy_registry):
+    from unigen.tools.draw import describe, layout, to_dot
+
+    rbm = describe(_compile(RBM, toy_registry).graph)
+    (line,) = rbm.arrows
+    assert (line.kind, line.tail, line.head, line.label, line.style["none"]) == ("undirected", "v", "h", "rbm", True)
+    assert layout(rbm)["h"][1] > layout(rbm)["v"][1]  # hidden units above the visible ones
+    assert '"h" -> "v" [id="undirected:v--h:f_v_h", label="  rbm  ", color="black", fontcolor="black", style="solid", arrowhead="normal", dir="none"]' in to_dot(rbm)
+    ports = describe(_compile(PORTS, toy_registry).graph)
+    assert sorted(a.label for a in ports.arrows if a.kind == "generative") == ["g.a", "g.b"]
+    ar = describe(_compile(AR, toy_registry).graph)
+    assert ar.nodes[0].sublabel == "[64]\n~ toy_ar\n(made)" and not ar.arrows

@@ -332,8 +332,32 @@ def test_validate_g008_fake_side_with_nothing_trainable_behind_it(check):
     d = the(diags, "G008")
     assert codes(diags) == ["G008"]
     assert dotted(d.path) == "edges.1"
-    assert "nothing trainable stands behind its fake side (p.x)" in d.message
+    assert "nothing trainable stands behind its fake side (p.x) nor its real side (q.x)" in d.message
     assert "trainable network" in d.hint
+
+
+def test_validate_g008_accepts_a_trainable_real_side_as_avb_needs(check):
+    # AVB: the adversary judges (x, z) with z from an implicit encoder q(z | x, eps) as the real
+    # side against (x, z ~ p(z)); the encoder learns by moving the real side. eps is noise that the
+    # q-trace draws from its prior (trace completion).
+    diags = check(variant(GAN, variables="""
+        x: {observed: true, shape: [2]}
+        z: {prior: normal, shape: [2]}
+        eps: {prior: normal, shape: [4], complete: true}
+    """, networks="""
+        generator: {arch: mlp, hidden: [32]}
+        encoder: {arch: mlp, hidden: [32]}
+        discriminator: {arch: mlp, hidden: [32]}
+    """, edges="""
+        - {generative: z -> x, net: generator, dist: normal}
+        - {inference: "x, eps -> z", net: encoder, dist: deterministic}
+        - {adversarial: [x, z], net: discriminator, objective: nonsaturating, real: [q.x, q.z], fake: [q.x, p.z]}
+    """, phases="""
+        - {name: discriminator, update: [discriminator], terms: [adversarial.d]}
+        - {name: encoder, update: [encoder], terms: [adversarial.g]}
+        - {name: decoder, update: [generator], terms: [wake]}
+    """))
+    assert codes(diags) == []
 
 
 # ------------------------------------------------------------------ G009, G010, G011

@@ -31,7 +31,7 @@ CODES: dict[str, str] = {
     "G005": "observed variable with neither data nor a generative parent",
     "G006": "inference edge that approximates no posterior",
     "G007": "adversarial sides of different shapes",
-    "G008": "adversarial fake side with nothing trainable behind it",
+    "G008": "adversarial link with nothing trainable behind either side",
     "G009": "phase that updates nothing or has no terms",
     "G010": "phase whose terms cannot reach a network it updates",
     "G011": "trainable network that no phase updates",

@@ -191,6 +191,16 @@ class DatasetKind(ABC):
     def load(self, options: Any) -> Dataset:
         """The train and test tensors, from embedded data or local files only."""
 
+    def fresh_fields(self, options: Any) -> tuple[str, ...]:
+        """The training fields drawn afresh for every batch by `per_batch` (dynamic binarisation:
+        a new Bernoulli draw of each image's pixels); none by default."""
+        return ()
+
+    def per_batch(self, field: str, rows: torch.Tensor, options: Any) -> torch.Tensor:
+        """A batch's rows of one of `fresh_fields`, as training sees them (drawn in the run's own
+        random stream, so a resumed run draws the same)."""
+        return rows
+
     def draw_samples(self, ax: Any, samples: torch.Tensor, info: dict[str, Any], rows: int, cols: int, row_labels: list[str] | None = None, paths: bool = False) -> None:
         """Draw generated samples on the matplotlib axes `ax` (it may resize the figure).
 

@@ -60,7 +60,7 @@ class VariableNode:
     field: str | None  # the data field of an observed variable
     mask: str | None  # the data field marking the rows that observe it
     p_source: str  # how the p-trace gets it: edge, prior, sampler, data or none
-    q_source: str  # how the q-trace gets it: data, edge, sampler or none
+    q_source: str  # how the q-trace gets it: data, edge, sampler, generative or prior (trace completion) or none
     m_source: str = "none"  # how the sampler trace gets it: sampler or none
 
     def __str__(self) -> str:
@@ -235,8 +235,8 @@ class Program:
                 parts.append(f"{v} ~ {node.prior}")
             elif source == "data":
                 parts.append(f"{v} ~ data")
-            elif source == "edge":
-                edge = self.into(v, "generative" if side == "p" else "inference")
+            elif source in ("edge", "generative"):
+                edge = self.into(v, "generative" if side == "p" or source == "generative" else "inference")
                 assert edge is not None
                 parts.append(str(edge))
         parts += [tail] if tail else []

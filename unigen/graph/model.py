@@ -84,7 +84,8 @@ class ModelGraph:
         return "data" if v.observed else "none"
 
     def q_source(self, var: str) -> str:
-        """How the q-trace gets `var`: `data`, `edge`, `sampler` or `none`."""
+        """How the q-trace gets `var`: `data`, `edge`, `sampler`, `generative` or `prior` (a
+        variable that opts into trace completion) or `none`."""
         v = self.variables[var]
         if v.observed:
             return "data"
@@ -92,6 +93,11 @@ class ModelGraph:
             return "edge"
         if self.sampler("q") and var in self.undirected_variables():
             return "sampler"  # hidden units of undirected factors, inferred given the observed ones
+        if v.complete:  # trace completion, opted into: noise from its prior, or its generative edge on q's values
+            if self.into(var, "generative"):
+                return "generative"
+            if v.prior_name:
+                return "prior"
         # A latent without an inference edge is absent from q(x, z): nothing infers it.
         return "none"
 
@@ -114,9 +120,9 @@ class ModelGraph:
                 if not gradient:
                     out |= {e.net for e in self.of_kind("undirected") if self._trainable(e.net)}
                 continue
-            if source != "edge":
+            if source not in ("edge", "generative"):
                 continue
-            e = self.into(cur, "generative" if trace == "p" else "inference")
+            e = self.into(cur, "generative" if trace == "p" or source == "generative" else "inference")
             assert e is not None
             if gradient and e.name in self.no_gradient:
                 continue  # a sample that is not reparameterised: no gradient flows back through it

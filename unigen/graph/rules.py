@@ -294,11 +294,15 @@ def _links(graph: ModelGraph, out: Checked) -> None:
                 d.append(Diagnostic("G007", f"adversarial link `{e.name}` compares `{tr}.{vr}` of shape {list(graph.shape(vr))} with `{tf}.{vf}` of shape {list(graph.shape(vf))}.", e.path, "judge variables of the same shape on both sides."))
         for trace, v in e.real + e.fake:
             source = graph.p_source(v) if trace == "p" else graph.q_source(v)
-            if source == "none":
+            if source == "none":  # (a q-trace value may also come through trace completion)
                 d.append(Diagnostic("G014", f"adversarial link `{e.name}` needs `{v}` in the {trace}-trace, which has no way to produce it.", e.path, f"add {'a generative' if trace == 'p' else 'an inference'} edge into `{v}`."))
-        behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake)) if e.fake else set()
+        # Whatever learns from a link stands behind one of its sides: a generator behind the fake
+        # side (GANs), or an encoder behind the real side — AVB's implicit posterior q(z|x, eps)
+        # is judged as the real side against the prior's draws, and learns by moving it.
+        behind = set().union(*(graph.nets_behind(v, t, gradient=False) for t, v in e.fake + e.real))
         if not behind:
-            d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}), so no generator can learn from it.", e.path, "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x`."))
+            d.append(Diagnostic("G008", f"adversarial link `{e.name}`: nothing trainable stands behind its fake side ({', '.join(t + '.' + v for t, v in e.fake)}) nor its real side ({', '.join(t + '.' + v for t, v in e.real)}), so no generator or encoder can learn from it.", e.path,
+                                "judge a variable produced by a trainable network, e.g. `p.x` with a generative edge `z -> x` (a GAN), or `q.z` with an inference edge (AVB's encoder behind the real side)."))
 
 
 def _undirected(graph: ModelGraph, out: Checked) -> None:

@@ -92,6 +92,12 @@ class Variable(_Strict):
     data: str | None = Field(None, description="data field for an observed variable; defaults to the variable's name")
     mask: str | None = Field(None, description="data field that marks the rows observing this variable (1) and those hiding it (0): a partially observed variable, e.g. labels given for some rows only")
 
+    complete: bool = Field(
+        False,
+        description="also in the q-trace where no inference edge gives it (trace completion): a root drawn from its prior there (noise that an inference network reads, as in AVB's encoder), "
+        "a child computed through its generative edge from the q-trace's values",
+    )
+
     @property
     def prior_name(self) -> str | None:
         """The name of a fixed prior (`prior: normal`); None for none and for a learned density."""

@@ -46,6 +46,8 @@ KIND_FIELDS: dict[tuple[str, str], str] = {
     ("Edge", "objective"): "objectives",
     ("TermRef", "term"): "terms",
     ("Optim", "kind"): "optimizers",
+    ("Prior", "dist"): "distributions",
+    ("SamplerSpec", "kind"): "samplers",
 }
 
 

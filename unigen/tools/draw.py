@@ -7,7 +7,12 @@
 - an adversarial link is a node `y` (the real/fake indicator the discriminator predicts)
   joined to each judged variable by a red double-headed arrow: the discriminator q(y | x)
   and its reverse q^r(y | x), with the real and fake sides written on it;
-- every edge is labelled with the network that computes it.
+- an undirected factor (an energy, as in a Boltzmann machine) is a plain line without heads
+  between the variables it joins; the layout puts the later-named variables above (hidden
+  units over visible ones);
+- a learned prior (a density its network evaluates) is written under its variable's shape;
+- every edge is labelled with the network that computes it, `g.a` for port `a` of a network
+  with several (one network, several labels).
 
 The picture is described once (`Drawing`) and rendered either by Graphviz (`dot`, when it is
 on the PATH) or by matplotlib over a layered networkx layout, so both renderings show the
@@ -55,7 +60,7 @@ class Arrow:
     id: str  # stable, used as the SVG element id: `<kind>:<tail>-><head>:<edge name>`
     tail: str
     head: str
-    kind: str  # generative | inference | adversarial
+    kind: str  # generative | inference | adversarial | undirected
     label: str
     deterministic: bool = False
 
@@ -67,6 +72,7 @@ class Arrow:
             "color": ADVERSARIAL_COLOR if self.kind == "adversarial" else "black",
             "hollow": self.deterministic,
             "both": self.kind == "adversarial",
+            "none": self.kind == "undirected",
         }
 
 
@@ -85,8 +91,11 @@ def describe(graph: ModelGraph, notes: dict[str, str] | None = None) -> Drawing:
     d = Drawing(spec.name)
     for name, var in spec.variables.items():
         bits = ["[" + ", ".join(map(str, var.shape)) + "]"]
-        if var.prior:
-            bits.append(f"~ {var.prior}")
+        if var.prior_name:
+            bits.append(f"~ {var.prior_name}")
+        elif var.prior is not None:  # a learned density: its distribution and network
+            bits.append(f"~ {var.prior.dist}")  # type: ignore[union-attr]
+            bits.append(f"({var.prior.net})")  # type: ignore[union-attr]
         # Shape and prior on lines of their own, so that the circle stays narrow.
         d.nodes.append(Node(name, name, "variable", var.observed, "\n".join(bits)))
     for e in graph.edges:
@@ -99,11 +108,16 @@ def describe(graph: ModelGraph, notes: dict[str, str] | None = None) -> Drawing:
                 real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
                 fake = ", ".join(f"{t}.{x}" for t, x in e.fake if x == v)
                 sides = "  ".join(s for s in (f"real {real}" if real else "", f"fake {fake}" if fake else "") if s)
-                d.arrows.append(Arrow(f"adversarial:{v}->{link}:{e.name}", v, link, "adversarial", f"{e.net}\n{sides}" if sides else e.net))
+                d.arrows.append(Arrow(f"adversarial:{v}->{link}:{e.name}", v, link, "adversarial", f"{e.net_ref}\n{sides}" if sides else e.net_ref))
+            continue
+        if e.kind == "undirected":
+            for i, a in enumerate(e.parents):
+                for b in e.parents[i + 1 :]:
+                    d.arrows.append(Arrow(f"undirected:{a}--{b}:{e.name}", a, b, "undirected", e.net_ref))
             continue
         assert e.child is not None
         for p in e.parents:
-            d.arrows.append(Arrow(f"{e.kind}:{p}->{e.child}:{e.name}", p, e.child, e.kind, e.net, e.dist == "deterministic"))
+            d.arrows.append(Arrow(f"{e.kind}:{p}->{e.child}:{e.name}", p, e.child, e.kind, e.net_ref, e.dist == "deterministic"))
     return d
 
 
@@ -142,6 +156,10 @@ def to_dot(d: Drawing) -> str:
         attrs = {"id": a.id, "label": label, "color": s["color"], "fontcolor": s["color"], "style": "dashed" if s["dashed"] else "solid", "arrowhead": "empty" if s["hollow"] else "normal"}
         if s["both"]:
             attrs.update(dir="both", arrowtail="normal")
+        if s["none"]:  # an undirected factor; drawn from the upper variable so that ranks agree with `layout`
+            attrs.update(dir="none")
+            lines.append(f"  {_q(a.head)} -> {_q(a.tail)} [{', '.join(f'{k}={_q(v)}' for k, v in attrs.items())}];")
+            continue
         if a.kind == "inference":
             attrs["constraint"] = "false"
         lines.append(f"  {_q(a.tail)} -> {_q(a.head)} [{', '.join(f'{k}={_q(v)}' for k, v in attrs.items())}];")
@@ -178,6 +196,7 @@ def layout(d: Drawing) -> dict[str, tuple[float, float]]:
     variables = [n.id for n in d.nodes if n.kind == "variable"]
     dag.add_nodes_from(variables)
     dag.add_edges_from((a.tail, a.head) for a in d.arrows if a.kind == "generative")
+    dag.add_edges_from((a.head, a.tail) for a in d.arrows if a.kind == "undirected")  # hidden units above visible ones
     if not nx.is_directed_acyclic_graph(dag):  # an invalid spec: still draw something
         dag = nx.DiGraph()
         dag.add_nodes_from(variables)
@@ -291,9 +310,9 @@ def _draw_arrow_group(ax: Any, group: list[Arrow], pos: dict[str, tuple[float, f
         ex, ey = ux * cos - uy * sin, ux * sin + uy * cos
         start = (ax0 + sx * radius[a.tail], ay0 + sy * radius[a.tail])
         end = (ax1 - ex * radius[a.head], ay1 - ey * radius[a.head])
-        head = "<|-|>" if s["both"] else "-|>"
+        head = "<|-|>" if s["both"] else "-" if s["none"] else "-|>"
         patch = FancyArrowPatch(
-            start, end, arrowstyle=f"{head},head_length=0.45,head_width=0.22",
+            start, end, arrowstyle=head if s["none"] else f"{head},head_length=0.45,head_width=0.22",
             connectionstyle=f"arc3,rad={rad}", mutation_scale=20, lw=1.4, shrinkA=0, shrinkB=0,
             linestyle=(0, (5, 3)) if s["dashed"] else "-",
             edgecolor=s["color"], facecolor="white" if s["hollow"] else s["color"], zorder=2,

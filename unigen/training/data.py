@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,8 +27,10 @@ def observed_rows(batch: dict[str, torch.Tensor], var: str, n: int) -> torch.Ten
 class Batches:
     """Shuffled epochs over tensors that already live on the device."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator, shard: tuple[int, int] = (0, 1),
+                 fresh: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:
         self.tensors = tensors
+        self.fresh = fresh or {}  # batch key -> the dataset's draw of its rows for each batch
         self.n = len(next(iter(tensors.values())))
         self.batch_size = min(batch_size, self.n)
         self.generator = generator
@@ -45,7 +48,10 @@ class Batches:
         rank, size = self.shard
         if size > 1:
             idx = idx.tensor_split(size)[rank]
-        return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+        batch = {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+        for k, draw in self.fresh.items():
+            batch[k] = draw(batch[k])
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self._order.cpu(), "pos": self._pos}

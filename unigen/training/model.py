@@ -50,7 +50,7 @@ class Model(nn.Module):
         self.batch_fields = {**self.fields, **{mask_key(v): node.mask for v, node in program.variables.items() if node.observed and node.mask}}
         # How each trace produces each variable, resolved once: the hot path only looks up.
         self.sources: dict[str, dict[str, tuple[str, EdgeInfo | None]]] = {
-            side: {v: (getattr(node, f"{side}_source"), _info(program.into(v, {"p": "generative", "q": "inference"}.get(side, "")))) for v, node in program.variables.items()}
+            side: {v: _source(program, side, getattr(node, f"{side}_source"), v) for v, node in program.variables.items()}
             for side in ("p", "q", "m")
         }
         self.reparam = {name: entry[0].reparam for name, entry in self.edge_dist.items()}
@@ -132,7 +132,7 @@ class Trace:
         if source == "prior":
             dist = self.prior(var)
             return dist.rsample() if dist.has_rsample else dist.sample()
-        if source == "edge":
+        if source in ("edge", "generative"):  # generative: a q-trace value completed through its generative edge
             assert edge is not None
             dist = self.cond(edge)
             return dist.rsample() if self.model.reparam[edge.name] else dist.sample()
@@ -257,6 +257,13 @@ class Energy:
             x = values[var].detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.energy({**values, var: x}, only=var).sum(), x)
         return -grad.detach()
+
+
+def _source(program: Program, side: str, source: str, var: str) -> tuple[str, EdgeInfo | None]:
+    """How `side`'s trace produces `var`, with the edge it follows (a trace-completed q value
+    follows its generative edge)."""
+    kind = "generative" if side == "p" or source == "generative" else "inference" if side == "q" else ""
+    return source, _info(program.into(var, kind))
 
 
 def _info(edge: Any) -> EdgeInfo | None:

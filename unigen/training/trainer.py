@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +51,10 @@ class Trainer:
         if world.rank:  # networks are built alike on every rank; noise differs from here on
             torch.manual_seed(world.noise_seed(tr.seed))
         train = {k: self.model.dataset.train[f] for k, f in self.model.batch_fields.items()}
-        self.batches = Batches(train, tr.batch_size, self.generator, (world.rank, world.size)) if train else None
+        data = program.data
+        drawn = set(getattr(data.kind, "fresh_fields", lambda options: ())(data.options))  # fields drawn afresh each batch
+        fresh = {k: functools.partial(data.kind.per_batch, f, options=data.options) for k, f in self.model.batch_fields.items() if f in drawn}
+        self.batches = Batches(train, tr.batch_size, self.generator, (world.rank, world.size), fresh) if train else None
         trainable = [n for n in self.model.nets if program.networks[n].trainable]
         self.all_params = [p for n in trainable for p in self.model.nets[n].parameters()]
         for n, net in self.model.nets.items():
