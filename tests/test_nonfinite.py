@@ -24,6 +24,7 @@ from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import load_checkpoint
 from unigen.runs.driver import train_run
+from unigen.training.nonfinite import describe_nonfinite
 from unigen.training.trainer import NonFiniteLoss, Trainer
 
 
@@ -249,3 +250,27 @@ def test_nonfinite_rollback_gives_up_when_it_cannot_get_past(poisoned, reg, tmp_
     assert info.value.diagnostics[0].code == "R001" and info.value.exit_code == 1
     assert "3 rollbacks to step 4" in str(info.value)
     assert (tmp_path / "r" / "checkpoints" / "last").read_text().strip() == "step_00000004.pt"
+
+
+# A finite loss whose first update overflows the weights: gradients of about 1e10 times a step of 1e30.
+HUGE_LR = ["train.optim={kind: sgd, lr: 1e30}", "phases.0.terms.0={term: elbo, weight: 1e10}"]
+
+
+def test_nonfinite_parameters_after_a_finite_loss_are_caught_by_raise(poisoned, reg, tmp_path: Path):
+    with pytest.raises(UnigenError) as err:
+        run(poisoned("raise"), reg, tmp_path / "r", extra=tuple(HUGE_LR))
+    (d,) = err.value.diagnostics
+    assert d.code == "R001" and "its update made the parameters of" in d.message and "non-finite at step 1 (the loss was finite)" in d.message
+    saved = sorted((tmp_path / "r" / "checkpoints").glob("step_*.pt"))
+    assert saved and all(torch.isfinite(v).all() for v in load_checkpoint(saved[-1])["nets"].values())  # the good state, not the broken one
+
+
+def test_nonfinite_parameters_after_an_update_are_undone_by_skip(poisoned, reg):
+    program = compile_file(poisoned("skip"), [*SMALL, *HUGE_LR], reg).program
+    trainer = Trainer(program)
+    seen = []
+    trainer.on_skip = seen.append
+    before = params(trainer)
+    trainer.step()
+    assert trainer.nonfinite["skipped"] == 1 and same(before, params(trainer))
+    assert seen[0]["networks"] and set(seen[0]["networks"]) <= {"encoder", "decoder"} and "made the parameters of" in describe_nonfinite(seen[0])

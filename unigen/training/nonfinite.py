@@ -19,6 +19,8 @@ import torch
 
 from unigen.training.distributed import World
 
+PARAMS_FLAG = "<parameters finite>"  # a kept flag's entry for the parameters after the update
+
 
 class NonFiniteLoss(Exception):
     """A phase's loss was NaN or infinite; `event` says where (step, phase, terms, value)."""
@@ -30,6 +32,9 @@ class NonFiniteLoss(Exception):
 
 def describe_nonfinite(event: dict[str, Any]) -> str:
     terms = event.get("terms") or []
+    nets = event.get("networks") or []
+    if nets:  # a finite loss whose update broke the weights (a learning rate far too large, say)
+        return f"phase `{event['phase']}`: its update made the parameters of {', '.join(f'`{n}`' for n in nets)} non-finite at step {event['step']} (the loss was finite)"
     if terms:
         what = ", ".join(f"term `{label}` is {value}" for label, value in terms)
     else:
@@ -74,6 +79,41 @@ class FinitenessChecks:
             self.flags.append((runner, torch.isfinite(loss.detach())))
         return True
 
+    def before_update(self, runner: Any) -> list[torch.Tensor] | None:
+        """Under `skip`, the phase's parameters as they are before its update (to restore them
+        if the update makes them non-finite); None otherwise."""
+        if self.policy != "skip":
+            return None
+        with torch.no_grad():
+            return [p.detach().clone() for p in runner.params]
+
+    def after_update(self, runner: Any, step: int, saved: list[torch.Tensor] | None) -> None:
+        """Whether the update left the phase's parameters finite: read as the losses are (at once
+        on one CPU process or under `skip`, else kept for the next read). Under `skip` a bad update
+        is undone (the parameters restored; the optimizer's moments keep the step); the other
+        policies raise `NonFiniteLoss`, so that no non-finite weights become a good state."""
+        if not runner.params:
+            return
+        flag = _all_finite(runner.params)
+        if self.each_phase:
+            finite = bool(flag) if not self.world.active else bool(self.world.all_true(flag))
+            if finite:
+                return
+            event = self.event(runner, None, step, networks=runner.bad_networks())
+            if saved is None:
+                raise NonFiniteLoss(event)
+            with torch.no_grad():
+                torch._foreach_copy_(runner.params, saved)
+            self.counts["skipped"] += 1
+            if self.on_skip is not None:
+                self.on_skip(event)
+        elif self.deferred:  # joined to the flag of this update's loss: one flag per update, read later
+            at, same, loss_ok, last = self.pending[-1]
+            assert same is runner and at == step + 1, "after_loss kept this update's loss flag"
+            self.pending[-1] = (at, runner, loss_ok & flag, {**last, PARAMS_FLAG: flag})
+        else:
+            self.flags.append((runner, flag))
+
     def end_of_step(self, step: int) -> None:
         """Several processes: the step's flags, read together (the step's one host sync)."""
         if not self.flags:
@@ -97,11 +137,23 @@ class FinitenessChecks:
         ok = torch.stack([f for _, _, f, _ in pending]).tolist()
         for (step, runner, _, last), fine in zip(pending, ok):
             if not fine:
-                raise NonFiniteLoss({"step": step, "phase": runner.plan.name, "terms": nonfinite_terms(last), "loss": None})
+                params_ok = last.pop(PARAMS_FLAG, None)
+                terms = nonfinite_terms(last)
+                if not terms and params_ok is not None and not bool(params_ok):  # a finite loss, broken weights
+                    raise NonFiniteLoss({"step": step, "phase": runner.plan.name, "terms": [], "loss": None, "networks": runner.bad_networks()})
+                raise NonFiniteLoss({"step": step, "phase": runner.plan.name, "terms": terms, "loss": None})
 
     def clear(self) -> None:
         self.flags, self.pending = [], []
 
     @staticmethod
-    def event(runner: Any, loss: torch.Tensor | None, step: int) -> dict[str, Any]:
-        return {"step": step + 1, "phase": runner.plan.name, "terms": nonfinite_terms(runner.last), "loss": None if loss is None else float(loss.detach())}
+    def event(runner: Any, loss: torch.Tensor | None, step: int, networks: list[str] | None = None) -> dict[str, Any]:
+        terms = [] if networks else nonfinite_terms(runner.last)
+        return {"step": step + 1, "phase": runner.plan.name, "terms": terms, "loss": None if loss is None else float(loss.detach()), "networks": networks or []}
+
+
+def _all_finite(params: list[torch.Tensor]) -> torch.Tensor:
+    """One flag on the parameters' device: every parameter finite (a NaN or an infinity makes
+    its norm so)."""
+    with torch.no_grad():
+        return torch.isfinite(torch.stack(torch._foreach_norm([p.detach() for p in params], ord=math.inf))).all()

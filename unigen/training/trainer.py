@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,12 @@ class PhaseRunner:
     last: dict[str, torch.Tensor] = field(default_factory=dict)  # term label -> last value (detached)
     scaler: Any = None  # fp16: the phase's gradient scaler
     index: int = 0  # its place in the program
+    networks: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)  # the updated networks' parameters
+
+    def bad_networks(self) -> list[str]:
+        """The networks this phase updates whose parameters hold a NaN or an infinity."""
+        with torch.no_grad():
+            return [n for n, ps in self.networks.items() if any(not bool(torch.isfinite(p).all()) for p in ps)]
 
 
 class Trainer:
@@ -75,7 +80,8 @@ class Trainer:
             optimizer = plan.make_optimizer(params, **plan.optim_options)  # type: ignore[misc]
         except Exception as exc:  # validation builds each optimizer once; this is the backstop
             raise UnigenError.one("G016", f"the optimizer `{plan.optim}` of phase `{plan.name}` cannot be built: {type(exc).__name__}: {exc}.", ("phases", index, "optim"), "fix its options.") from exc
-        return PhaseRunner(plan, optimizer, params, scaler=self.execution.scaler(), index=index)
+        networks = {n: list(self.model.nets[n].parameters()) for n in plan.update}
+        return PhaseRunner(plan, optimizer, params, scaler=self.execution.scaler(), index=index, networks=networks)
 
     # ------------------------------------------------------------- bookkeeping
     @property
@@ -132,6 +138,7 @@ class Trainer:
         if not self.checks.after_loss(runner, loss, self.step_count):
             return  # skipped: no backward, no optimizer step
         runner.optimizer.zero_grad(set_to_none=True)
+        saved = self.checks.before_update(runner)
         try:
             if runner.scaler is not None:
                 runner.scaler.scale(loss).backward()
@@ -140,12 +147,13 @@ class Trainer:
             else:
                 loss.backward()
                 runner.optimizer.step()
-            if self.model.averages:
-                self.model.averages.update(runner.plan.update)
         except (UnigenError, KeyboardInterrupt):
             raise
         except Exception as exc:
             raise self._failed(runner, None, ctx, exc) from exc
+        self.checks.after_update(runner, self.step_count, saved)  # a finite loss may still break the weights
+        if self.model.averages:
+            self.model.averages.update(runner.plan.update)
 
     def _loss(self, runner: PhaseRunner, ctx: StepContext) -> torch.Tensor:
         """The weighted sum of the phase's terms; each term's value is kept in `runner.last`."""
