@@ -1,5 +1,5 @@
 """Images: convolutional architectures (DCGAN generator and discriminator, the convolutional
-encoder and decoder of VAE-style models) and local image data (MNIST IDX files, image folders)."""
+encoder and decoder of VAE-style models) and local image data (MNIST: IDX files or mnist.pkl.gz; image folders)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from unigen import hookimpl
 
-from . import data, nets
+from . import data, mnist, nets
 
 
 @hookimpl
@@ -20,5 +20,5 @@ def unigen_register_networks(register: Any) -> None:
 
 @hookimpl
 def unigen_register_datasets(register: Any) -> None:
-    register("mnist", data.MNIST())
+    register("mnist", mnist.MNIST())
     register("image_folder", data.ImageFolder())
