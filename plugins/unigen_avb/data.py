@@ -25,11 +25,12 @@ class OneHotPoints(DatasetKind):
         return Dataset({"x": x}, {"x": x.clone()}, {"points": o.k})
 
     def draw_samples(self, ax, samples, info, rows, cols, row_labels=None, paths=False) -> None:  # type: ignore[no-untyped-def]
-        """A bar per point: how often the samples fall on it."""
+        """A bar per point: the model's probability of it, the mean over the drawn rows (each a
+        one-hot sample or, as training's pictures show, the probabilities p(x | z) of one z)."""
         k = samples.shape[-1]
-        counts = torch.bincount(samples.reshape(len(samples), -1).argmax(1).cpu(), minlength=k).float()
-        ax.bar(range(k), (counts / counts.sum()).numpy(), color="tab:blue")
+        share = samples.reshape(len(samples), -1).float().mean(0).cpu()
+        ax.bar(range(k), (share / share.sum()).numpy(), color="tab:blue")
         ax.axhline(1 / k, color="grey", lw=0.8, ls="--")
         ax.set_xticks(range(k))
         ax.set_xlabel("point")
-        ax.set_ylabel("share of samples")
+        ax.set_ylabel("p(x)")
