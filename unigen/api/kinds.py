@@ -279,6 +279,8 @@ class EnergyView(Protocol):
 
     variables: dict[str, tuple[int, ...]]  # every variable some undirected factor joins -> its shape
     observed: tuple[str, ...]  # those of them the data gives
+    device: torch.device  # where chains that start from noise are built
+    dtype: torch.dtype
 
     def energy(self, values: dict[str, torch.Tensor]) -> torch.Tensor: ...  # (n,): the sum of the factors' energies
     def field(self, var: str, values: dict[str, torch.Tensor]) -> torch.Tensor: ...  # -dE/d var at `values` (detached): the logits of binary units

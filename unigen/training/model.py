@@ -237,6 +237,8 @@ class Energy:
         joined = {v for e in self.factors for v in e.parents}
         self.variables = {v: node.shape for v, node in program.variables.items() if v in joined}
         self.observed = tuple(v for v in self.variables if program.variables[v].observed)
+        self.device = model.device  # where a sampler builds chains that start from noise
+        self.dtype = torch.get_default_dtype()
 
     def energy(self, values: dict[str, torch.Tensor], only: str | None = None) -> torch.Tensor:
         """(n,): the sum of the factors' energies at `values` (with `only`, of the factors that join it)."""
