@@ -399,3 +399,9 @@ def test_drawing_shows_factors_as_lines_ports_as_labels_and_learned_priors(toy_r
     assert sorted(a.label for a in ports.arrows if a.kind == "generative") == ["g.a", "g.b"]
     ar = describe(_compile(AR, toy_registry).graph)
     assert ar.nodes[0].sublabel == "[64]\n~ toy_ar\n(made)" and not ar.arrows
+
+
+def test_ports_shapes_taken_together_are_checked_by_the_architecture(toy_registry, monkeypatch):
+    monkeypatch.setattr(Shared, "check_ports", lambda self, signatures, options: [f"ports {sorted(signatures)} disagree"], raising=False)
+    (d,) = _problems(PORTS, toy_registry)
+    assert (d.code, d.path) == ("G012", ("networks", "g")) and d.message == "network `g` (toy_shared), its ports `a`, `b`: ports ['a', 'b'] disagree"

@@ -149,6 +149,11 @@ class Arch(ABC):
         is called as `module(*parents)`."""
         return ()
 
+    def check_ports(self, signatures: dict[str, tuple[list[tuple[int, ...]], tuple[int, ...]]], options: Any) -> list[str]:
+        """What is wrong with the ports' shapes together (the validator reports each as G012):
+        a shared trunk needs its ports to take the same inputs, say. Nothing by default."""
+        return []
+
     def build_ports(self, signatures: dict[str, tuple[list[tuple[int, ...]], tuple[int, ...]]], options: Any) -> nn.Module:
         """For an architecture with ports: one module for the (input shapes, output shape) of
         each port that the spec's edges use (a port no edge uses is absent)."""

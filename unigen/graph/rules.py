@@ -392,6 +392,18 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
         _evaluated(graph, registry, e, out)
         for msg in registry.get("networks", net.arch).check(inputs, output, options):
             d.append(Diagnostic("G012", f"network `{e.net}` ({net.arch}) on edge `{e.name}`: {msg}", ("networks", e.net), "change the network's options or the shapes of the edge's variables."))
+    _ports_together(graph, registry, signature, out)
+
+
+def _ports_together(graph: ModelGraph, registry: Registry, signature: dict[str, tuple[Any, EdgeInfo]], out: Checked) -> None:
+    """G012: what an architecture with ports says of its ports' shapes taken together."""
+    for name, net in graph.spec.networks.items():
+        ports = {ref.partition(".")[2]: sig for ref, (sig, _) in signature.items() if ref.partition(".")[0] == name and "." in ref}
+        options = out.options.get(("networks", name, "arch"))
+        if not ports or options is None or not registry.has("networks", net.arch):
+            continue
+        for msg in getattr(registry.get("networks", net.arch), "check_ports", lambda s, o: [])({p: (list(i), o) for p, (i, o) in ports.items()}, options):
+            out.diagnostics.append(Diagnostic("G012", f"network `{name}` ({net.arch}), its ports {', '.join(f'`{p}`' for p in ports)}: {msg}", ("networks", name), "change the network's options or the shapes of the variables on the edges of its ports."))
 
 
 _NEEDS = {
