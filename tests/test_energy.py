@@ -398,3 +398,17 @@ def test_the_exact_metric_applies_within_its_enumeration_limit_only(tmp_path):
     metric = ExactNLL()
     metric.options = ExactOptions(max_units=24)
     assert metric.applies(run.model) and AISNLL().applies(run.model)
+
+
+def test_visible_biases_start_at_the_data_log_odds_with_init_bias_data(registry):
+    from unigen.compiler.compiler import compile_file
+    from unigen.training.model import Model
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "rbm-digits.yaml"
+    program = compile_file(spec, ["networks.rbm.init_bias=data"], registry=registry).program
+    model = Model(program, torch.device("cpu"))
+    v = model.dataset.train["x"]
+    expected = torch.logit(v.mean(0).clamp(0.001, 0.999))
+    assert torch.allclose(model.nets["rbm"].bias_a, expected) and torch.equal(model.nets["rbm"].bias_b, torch.zeros(16))  # h is hidden: no data
+    plain = Model(compile_file(spec, [], registry=registry).program, torch.device("cpu"))
+    assert torch.equal(plain.nets["rbm"].bias_a, torch.zeros(64))

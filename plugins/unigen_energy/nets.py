@@ -21,6 +21,7 @@ from unigen.api.kinds import Arch, Options
 class RBMOptions(Options):
     init_std: float = Field(0.01, gt=0, description="standard deviation of the initial weights W (biases start at 0)")
     bias: Literal["both", "first", "second", "none"] = Field("both", description="which sides get a bias: in a deep Boltzmann machine a middle layer shared by two factors needs only one")
+    init_bias: Literal["zero", "data"] = Field("zero", description="`data`: an observed side's biases start at the log-odds of its training means, clipped to [0.001, 0.999] (Hinton's practical guide; PyDeep's default); `zero`: at 0")
 
 
 class Bilinear(nn.Module):
@@ -49,6 +50,15 @@ class RBMArch(Arch):
 
     def build(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: RBMOptions) -> nn.Module:
         return Bilinear(math.prod(inputs[0]), math.prod(inputs[1]), options)
+
+    def init_from_data(self, module: nn.Module, inputs: list[torch.Tensor | None], options: RBMOptions) -> None:
+        """`init_bias: data`: each observed side's bias at log(p / (1 - p)), p its training mean."""
+        if options.init_bias != "data":
+            return
+        for values, bias in zip(inputs, (module.bias_a, module.bias_b)):
+            if values is not None and bias is not None:
+                p = values.flatten(1).float().mean(0).to(bias.device)
+                bias.copy_(torch.logit(p.clamp(0.001, 0.999)))
 
     def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
         out = []

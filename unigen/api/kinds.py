@@ -162,6 +162,13 @@ class Arch(ABC):
     def check(self, inputs: list[tuple[int, ...]], output: tuple[int, ...], options: Any) -> list[str]:
         return []
 
+    def init_from_data(self, module: nn.Module, inputs: list[torch.Tensor | None], options: Any) -> None:
+        """Set parameters from the training data, once, when a run starts afresh (an RBM's
+        visible biases at the data's log-odds, say): `inputs` holds, for each input of the edge
+        the network computes first, the training split's values of an observed variable, or
+        None. Nothing by default."""
+        return None
+
     def feature_layers(self, options: Any) -> list[tuple[int, ...]]:
         """The shapes of the hidden layers the built module exposes (none by default).
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unigen.api.kinds import Dataset
+from unigen.api.kinds import Arch, Dataset
 from unigen.compiler.program import Program
 from unigen.graph.model import EdgeInfo
 from unigen.training.averages import Averages
@@ -46,6 +46,7 @@ class Model(nn.Module):
             dataset.info,
         )
         self.fields = {v: node.field for v, node in program.variables.items() if node.field is not None}
+        self._init_from_data()
         # Batches carry, beside each observed variable, the mask of a partially observed one.
         self.batch_fields = {**self.fields, **{mask_key(v): node.mask for v, node in program.variables.items() if node.observed and node.mask}}
         # How each trace produces each variable, resolved once: the hot path only looks up.
@@ -59,6 +60,19 @@ class Model(nn.Module):
         # trace, which checkpoints keep.
         self.energy = Energy(self) if program.factors else None
         self.sampler_state: dict[str, dict[str, torch.Tensor]] = {trace: {} for trace in program.samplers}
+
+    def _init_from_data(self) -> None:
+        """Each architecture's data-informed start (`Arch.init_from_data`), given the training
+        values of the observed inputs of the first edge its network computes."""
+        for name, net in self.program.networks.items():
+            hook = getattr(type(net.kind), "init_from_data", None)
+            if hook is None or hook is Arch.init_from_data:
+                continue  # the default does nothing: no edge to look up
+            edge = next(e.info for e in self.program.edges.values() if e.info.net == name)
+            names = edge.parents if edge.kind != "adversarial" else tuple(v for _, v in edge.real)
+            values = [self.dataset.train[self.fields[v]] if v in self.fields else None for v in names]
+            with torch.no_grad():
+                net.kind.init_from_data(self.nets[name], values, net.options)
 
     def prior(self, var: str, n: int) -> torch.distributions.Distribution:
         """p(var) for a batch of n; fixed priors are built once per batch size."""
