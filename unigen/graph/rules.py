@@ -429,8 +429,8 @@ def _evaluated(graph: ModelGraph, registry: Registry, e: EdgeInfo, out: Checked)
     need = getattr(dist, "needs", "")
     if need in _NEEDS and not getattr(registry.get("networks", arch), _NEEDS[need][0], False):
         fits = [x.name for x in registry.all("networks") if getattr(x.obj, _NEEDS[need][0], False)]
-        out.diagnostics.append(Diagnostic("G021", f"`{e.dist}` on edge `{e.name}` needs a {need} network, and `{e.net}` ({arch}) is not {need}: {_NEEDS[need][1]}.", ("networks", e.net, "arch"),
-                                          f"use a {need} architecture" + (f": {', '.join(f'`{n}`' for n in fits)}." if fits else "; none is installed.")))
+        out.diagnostics.append(Diagnostic("G021", f"`{e.dist}` on edge `{e.name}` needs {'an' if need[0] in 'aeiou' else 'a'} {need} network, and `{e.net}` ({arch}) is not {need}: {_NEEDS[need][1]}.", ("networks", e.net, "arch"),
+                                          f"use {'an' if need[0] in 'aeiou' else 'a'} {need} architecture" + (f": {', '.join(f'`{n}`' for n in fits)}." if fits else "; none is installed.")))
 
 
 def edge_signature(graph: ModelGraph, registry: Registry, e: EdgeInfo, objective_options: Any = None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
