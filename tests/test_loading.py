@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -432,3 +433,30 @@ def test_schema_prints_the_json_schema_of_spec(cli):
     assert {"unigen", "name"} <= set(schema["required"])  # the model's parts are required unless a family fills them in
     assert schema["if"] == {"not": {"required": ["family"]}} and {"data", "variables", "networks", "phases"} <= set(schema["then"]["required"])  # `edges` may be empty
     assert "Phase" in schema["definitions"] and "repeats" in schema["definitions"]["Phase"]["properties"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_spec_that_is_no_regular_file_is_refused_before_reading(kind, tmp_path, cli):
+    import os
+
+    path = {"fifo": tmp_path / "spec.yaml", "device": Path("/dev/zero"), "directory": tmp_path}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # nothing ever writes to it: reading it would block forever
+    code, out, err = cli("validate", str(path))
+    assert code != 0
+    what = {"fifo": "a fifo (named pipe)", "device": "a device", "directory": "a directory"}[kind]
+    assert f"Y004 cannot read the spec: `{path}` is {what}; expected a YAML file." in err
+
+
+def test_spec_file_larger_than_a_mebibyte_is_refused(tmp_path, cli):
+    path = tmp_path / "big.yaml"
+    path.write_text("# padding\n" * 110_000)  # 1.1 MB of comments
+    code, out, err = cli("validate", str(path))
+    assert code != 0 and "is larger than 1024 KiB; expected a spec of a few kB" in err
+
+
+def test_spec_with_many_values_but_no_alias_is_not_told_about_aliases(tmp_path, cli):
+    path = tmp_path / "many.yaml"
+    path.write_text("unigen: 1\nname: many\nmetrics: [" + ", ".join(["a"] * 100_001) + "]\n")
+    code, out, err = cli("validate", str(path))
+    assert code != 0 and "the document holds more than 100000 values" in err and "alias" not in err

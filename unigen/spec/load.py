@@ -26,13 +26,33 @@ def load_spec(path: str | FsPath, overrides: list[str] | None = None, registry: 
     """
     file = str(path)
     try:
-        text = FsPath(path).read_text(encoding="utf-8")
+        text = read_spec_text(FsPath(path), file)
     except UnicodeDecodeError as exc:
         raise UnigenError([Diagnostic("Y004", f"cannot read the spec: it is not UTF-8 text ({exc.reason} at byte {exc.start}); expected a YAML text file.", hint="save the file as UTF-8.", file=file)]) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise UnigenError([Diagnostic("Y004", f"cannot read the spec: {reason}; expected a readable YAML file.", hint="check the path.", file=file)]) from None
     return parse_spec(text, file, overrides, registry)
+
+
+# A spec describes a model in a few kB; anything past this is not one (and is not read whole).
+MAX_SPEC_BYTES = 1 << 20
+
+
+def read_spec_text(path: FsPath, file: str) -> str:
+    """The spec file's text: a regular file of at most MAX_SPEC_BYTES (a fifo, a device such as
+    `/dev/zero` or a directory is refused before anything is read from it)."""
+    import stat
+
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a fifo (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise UnigenError([Diagnostic("Y004", f"cannot read the spec: `{file}` is {what}; expected a YAML file.", hint="give the path of a spec file (e.g. specs/vae-digits.yaml).", file=file)])
+    with path.open("rb") as f:
+        data = f.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise UnigenError([Diagnostic("Y004", f"cannot read the spec: `{file}` is larger than {MAX_SPEC_BYTES // 1024} KiB; expected a spec of a few kB.", hint="a spec describes a model, not data: keep data in a dataset's files.", file=file)])
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as text mode reads
 
 
 def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = None, registry: "Registry | None" = None) -> tuple[Spec, SourceMap, dict[str, Any]]:

@@ -192,14 +192,21 @@ class _Walk:
         self.errors: list[Diagnostic] = []
         self.active: set[int] = set()  # nodes on the current path: an alias back into one is a cycle
         self.count = 0
+        self.seen: set[int] = set()  # nodes converted so far: meeting one again is an alias's copy
+        self.aliased = False
 
     def error(self, node: yaml.Node, message: str, hint: str = "", code: str = "Y001") -> None:
         self.errors.append(_at(node, code, message, self.smap.file, hint))
 
     def convert(self, node: yaml.Node, path: Path) -> Any:
         self.count += 1
+        if id(node) in self.seen:
+            self.aliased = True
+        self.seen.add(id(node))
         if self.count > MAX_VALUES:
-            raise UnigenError([_at(node, "Y001", f"the document expands to more than {MAX_VALUES} values through aliases; expected a spec of ordinary size.", self.smap.file, "use fewer `*alias` references.")])
+            if self.aliased:
+                raise UnigenError([_at(node, "Y001", f"the document expands to more than {MAX_VALUES} values through aliases; expected a spec of ordinary size.", self.smap.file, "use fewer `*alias` references.")])
+            raise UnigenError([_at(node, "Y001", f"the document holds more than {MAX_VALUES} values; expected a spec of ordinary size (a few hundred).", self.smap.file, "a spec describes a model, not data: keep data in a dataset's files.")])
         self.smap.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if len(path) > MAX_DEPTH:
             raise UnigenError([_at(node, "Y001", f"the document nests lists and mappings more than {MAX_DEPTH} levels deep here; expected a spec nested a few levels deep.", self.smap.file, "flatten the nesting.")])
