@@ -382,3 +382,22 @@ def test_registry_builtins_load_first_and_a_clash_stops_commands(monkeypatch, ca
     monkeypatch.setattr(registry_mod, "_DEFAULT", None)
     assert main(["validate", str(ROOT / "specs" / "gan-ring.yaml")]) == 0
     monkeypatch.setattr(registry_mod, "_DEFAULT", None)
+
+
+@hookimpl
+def _register_exits(register):
+    import sys
+
+    sys.exit(4)
+
+
+def test_registry_plugin_calling_sys_exit_at_import_or_in_a_hook_is_p001(fake_entry_points):
+    fake_entry_points(
+        FakeEntryPoint("exits_at_import", "unigen-exit-a", SystemExit(3)),
+        FakeEntryPoint("exits_in_hook", "unigen-exit-b", plugin("unigen_exit_b", unigen_register_terms=_register_exits)),
+    )
+    reg = load_registry()  # neither ends the process
+    messages = [d.message for d in reg.problems if d.code == "P001"]
+    assert any(m.startswith("plugin `exits_at_import` (unigen-exit-a 1.0) failed to load: it called sys.exit(3) (") for m in messages)
+    assert any(m.startswith("plugin `exits_in_hook` failed while registering terms: it called sys.exit(4) (test_plugins.py:") for m in messages)
+    assert reg.has("terms", "elbo") and reg.has("datasets", "digits")

@@ -252,7 +252,7 @@ def load_registry(extra: Iterable[ModuleType | object] = (), autoload: bool | No
             continue
         try:
             module = ep.load()
-        except Exception as exc:  # a broken plugin must not stop the others
+        except (Exception, SystemExit) as exc:  # a broken plugin must not stop the others, nor end the command
             reg.plugins.append(PluginInfo(ep.name, dist, version, _short(exc)))
             reg.problems.append(Diagnostic("P001", f"plugin `{ep.name}` ({dist} {version}) failed to load: {_short(exc)}.", hint=f"fix or reinstall `{dist}`, or block it with UNIGEN_BLOCK_PLUGINS={ep.name}."))
             continue
@@ -290,7 +290,7 @@ def _register_kinds(pm: pluggy.PluginManager, reg: Registry, dist_of: dict[str, 
                 else:  # pluggy keeps a plugin whose implementation has another attribute name (`specname`)
                     for impl in own:
                         impl.function(register=register)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit (argparse too) in a hook ends nothing but the plugin
                 reg.problems.append(Diagnostic("P001", f"plugin `{plugin}` failed while registering {kind}: {_short(exc)}.", hint="fix the plugin or block it with UNIGEN_BLOCK_PLUGINS."))
                 reg.plugins[:] = [p if p.name != plugin else PluginInfo(p.name, p.dist, p.version, _short(exc)) for p in reg.plugins]
 
@@ -345,6 +345,8 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 def _short(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+    if isinstance(exc, SystemExit):  # sys.exit() or an argparse parser of the plugin's own
+        return f"it called sys.exit({exc.code!r}){where}"
     return f"{type(exc).__name__}: {exc}{where}"
 
 
