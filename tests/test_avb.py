@@ -44,8 +44,8 @@ def test_avb_term_needs_q_pairs_against_prior_draws(registry):
     assert "needs the prior's draws on the fake side" in d.message and "fake: [q.x, p.z]" in d.hint
 
 
-def test_quadrature_nll_equals_the_linear_gaussian_closed_form(registry):
-    # x = W z + b + N(0, s^2 I) with z ~ N(0, I_2): p(x) = N(b, W W^T + s^2 I)
+def linear_gaussian(registry):
+    """A decoder x = W z + b + N(0, 0.3^2 I), z ~ N(0, I_2), and its exact test NLL: p(x) = N(b, W W^T + s^2 I)."""
     spec = ROOT / "specs" / "vae-digits.yaml"
     overrides = ["data={source: ring2d, n_train: 100, n_test: 50}", "variables.x.shape=[2]", "variables.z.shape=[2]", "edges.0.dist=normal", "networks.decoder.hidden=[]", "train.best=null", "train.eval_every=0"]
     program = compile_file(spec, overrides, registry=registry).program
@@ -59,12 +59,54 @@ def test_quadrature_nll_equals_the_linear_gaussian_closed_form(registry):
         linear.weight[:2] = W
         linear.bias[:2] = b
         linear.bias[2:] = log_var
+    x = model.dataset.test["x"]
+    exact = -torch.distributions.MultivariateNormal(b, W @ W.T + 0.09 * torch.eye(2)).log_prob(x)
+    return model, exact
+
+
+def test_quadrature_nll_equals_the_linear_gaussian_closed_form(registry):
+    model, exact = linear_gaussian(registry)
     metric = registry.get("metrics", "nll_quadrature")
     with torch.no_grad():
         got = metric.compute(model)["test_nll_quadrature"]
+    assert got == pytest.approx(float(exact.mean()), abs=2e-3)
+    metric.options = metric.Options(examples=10)  # the first ten rows only
+    with torch.no_grad():
+        got = metric.compute(model)["test_nll_quadrature"]
+    assert got == pytest.approx(float(exact[:10].mean()), abs=2e-3)
+
+
+def test_decoder_ais_approaches_the_linear_gaussian_closed_form(registry):
+    model, exact = linear_gaussian(registry)
+    metric = registry.get("metrics", "decoder_ais")
+    assert metric.applies(model)
+    metric.options = metric.Options(examples=20, chains=16, betas=500, leapfrog=5)
+    out = metric.compute(model)
+    assert out["decoder_ais_examples"] == 20 and 0.3 < out["decoder_ais_accept"] <= 1
+    # AIS is exact in the limit (its log p(x) low in expectation): within Monte Carlo error of the exact NLL
+    assert abs(out["test_nll_decoder_ais"] - float(exact[:20].mean())) < 0.06
+    # with one intermediate step it is plain importance sampling from the prior: further off
+    metric.options = metric.Options(examples=20, chains=1, betas=2, leapfrog=1)
+    assert metric.compute(model)["test_nll_decoder_ais"] - float(exact[:20].mean()) > 0.2
+
+
+def test_avb_nelbo_is_the_bound_on_the_test_split(registry):
+    program = compile_file(AVB, [], registry=registry).program
+    torch.manual_seed(0)
+    model = Model(program, torch.device("cpu"))
+    metric = registry.get("metrics", "avb_nelbo")
+    assert metric.applies(model)
+    torch.manual_seed(1)
+    out = metric.compute(model)
+    torch.manual_seed(1)  # the same draws of eps: the bound by hand on the whole test split
     x = model.dataset.test["x"]
-    exact = -torch.distributions.MultivariateNormal(b, W @ W.T + 0.09 * torch.eye(2)).log_prob(x).mean()
-    assert got == pytest.approx(float(exact), abs=2e-3)
+    ctx = model.context({"x": x}, len(x))
+    z = model.nets["encoder"](x, ctx.q["eps"])
+    rec = -(x * torch.log_softmax(model.nets["decoder"](z), 1)).sum(1)
+    logit = model.nets["adversary"](x, z)[:, 0]
+    assert out["test_avb_nelbo"] == pytest.approx(float((rec + logit).mean()), rel=1e-5)
+    assert out["test_avb_recon"] == pytest.approx(float(rec.mean()), rel=1e-5)
+    assert out["test_avb_kl"] == pytest.approx(float(logit.mean()), rel=1e-4, abs=1e-5)
 
 
 def test_avb_toy_trains_and_is_scored(cli, tmp_path):

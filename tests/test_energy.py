@@ -377,6 +377,8 @@ def test_rbm_trains_through_the_cli_and_its_exact_nll_is_the_written_out_formula
     ais = run.evaluate(["ais"], {"ais": {"chains": 50, "betas": 200, "model_steps": 50}})
     assert abs(ais["log_z_ais"] - log_z) < 0.1 and abs(ais["log_z_rais"] - log_z) < 0.1
     assert ais["test_nll_ais"] == pytest.approx(nll + ais["log_z_ais"] - log_z, abs=1e-9)
+    # for an RBM the mean-field posterior is exact, so the bound on log p*(v) is log p*(v)
+    assert ais["test_nll_ais_mf"] == pytest.approx(ais["test_nll_ais"], abs=1e-9)
     samples = run.sample(8)
     assert samples.shape == (8, 64) and bool(((samples >= 0) & (samples <= 1)).all())
 
@@ -385,6 +387,10 @@ def test_dbm_trains_with_persistent_chains_kept_in_its_checkpoint(tmp_path):
     run = unigen.train(DBM_SPEC, ["train.eval_every=0", "train.log_every=10", "samplers.m.sample_steps=20"], out=tmp_path / "run", steps=20)
     nll = run.summary["metrics"]["test_nll_exact"]
     assert math.isfinite(nll) and nll < 64 * math.log(2)
+    # a DBM's mean-field bound is below log p*(v): with the same log Z, its NLL is above the exact one
+    ais = run.evaluate(["ais"], {"ais": {"chains": 20, "betas": 100, "model_steps": 10}})
+    gap = ais["test_nll_ais_mf"] - ais["test_nll_ais"]
+    assert 1e-4 < gap < 5, gap
     state = torch.load(sorted((tmp_path / "run" / "checkpoints").glob("step_*.pt"))[-1], weights_only=False)
     chains = state["samplers"]["m"]
     assert {k: tuple(t.shape) for k, t in chains.items()} == {"v": (100, 64), "h1": (100, 16), "h2": (100, 8)}

@@ -9,7 +9,8 @@ stands behind q.z and learns by moving it, which is why the validator accepts a 
 trainable behind its fake side when something is behind its real side (G008).
 
 Also here: `one_hot`, the paper's toy data (k one-hot points), and `nll_quadrature`, the exact
-held-out log-likelihood of a model whose one latent root has at most two dimensions.
+held-out log-likelihood of a model whose one latent root has at most two dimensions, and
+`avb_nelbo`, AVB's approximate -ELBO on the test split.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from unigen import hookimpl
 
 from .data import OneHotPoints
-from .metrics import QuadratureNLL
+from .metrics import HeldOutAVB, QuadratureNLL
 from .terms import AVBBound
 
 
@@ -36,3 +37,4 @@ def unigen_register_datasets(register: Any) -> None:
 @hookimpl
 def unigen_register_metrics(register: Any) -> None:
     register("nll_quadrature", QuadratureNLL())
+    register("avb_nelbo", HeldOutAVB())

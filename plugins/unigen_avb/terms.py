@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from unigen.api.contexts import EdgeInfo, GraphView, StepContext
@@ -22,32 +24,51 @@ def reconstructions(graph: GraphView, registry: object) -> list[EdgeInfo]:
     return out
 
 
+@dataclass(frozen=True)
+class AVBPlan:
+    """What the AVB bound reads: the reconstructed edges, the link's real side and its network."""
+
+    recon: list[EdgeInfo]
+    real: list[str]
+    net: str
+    nets: frozenset[str]
+
+
+def plan_avb(graph: GraphView, registry: object, link: EdgeInfo) -> AVBPlan:
+    """The bound's plan over the adversarial `link`, or TermError saying what the spec lacks."""
+    if any(t != "q" for t, _ in link.real):
+        raise TermError(f"`avb` reads the link's real side on the q-trace, and `{link.name}` judges {', '.join(f'{t}.{v}' for t, v in link.real)} as real.", "write `real: [q.x, q.z]` and `fake: [q.x, p.z]`: q's pairs against the prior's.")
+    fake_latents = [v for t, v in link.fake if t == "p" and graph.p_source(v) == "prior"]
+    if not fake_latents:
+        raise TermError(f"`avb` estimates KL(q || p) by the link's logit, which needs the prior's draws on the fake side; `{link.name}` judges {', '.join(f'{t}.{v}' for t, v in link.fake)} as fake.", "write `fake: [q.x, p.z]`, with z a root with a prior.")
+    recon = reconstructions(graph, registry)
+    reaches: set[str] = set()
+    for e in recon:
+        reaches |= graph.nets_of(e) | set().union(*(graph.nets_behind(p, "q") for p in e.parents))
+    for _, v in link.real:
+        reaches |= graph.nets_behind(v, "q")
+    return AVBPlan(recon, [v for _, v in link.real], link.net_ref, frozenset(reaches))
+
+
+def avb_loss(ctx: StepContext, plan: AVBPlan) -> torch.Tensor:
+    """-log p(x | z) + T(x, z) per row of the q-trace: the bound's terms before the mean."""
+    q = ctx.q
+    rec = sum(-q.cond(e).log_prob(q[e.child]) for e in plan.recon)  # type: ignore[index]
+    logit = ctx.net(plan.net)(*[q[v] for v in plan.real]).reshape(ctx.n, -1)[:, 0]
+    return rec + logit  # type: ignore[no-any-return]
+
+
 class AVBBound(Term):
     target = "adversarial"
     doc = "AVB's bound -E_q[log p(x|z)] + E_q[T(x,z)]: the ELBO with KL(q(z|x) || p(z)) estimated by the link's logit T on the q-side pairs (its real side); T is trained by `adversarial.d` with the prior's draws as the fake side"
 
     def bind(self, site: Site) -> Bound:
         link: EdgeInfo = site.edge  # type: ignore[assignment]
-        graph = site.graph
-        if any(t != "q" for t, _ in link.real):
-            raise TermError(f"`avb` reads the link's real side on the q-trace, and `{link.name}` judges {', '.join(f'{t}.{v}' for t, v in link.real)} as real.", "write `real: [q.x, q.z]` and `fake: [q.x, p.z]`: q's pairs against the prior's.")
-        fake_latents = [v for t, v in link.fake if t == "p" and graph.p_source(v) == "prior"]
-        if not fake_latents:
-            raise TermError(f"`avb` estimates KL(q || p) by the link's logit, which needs the prior's draws on the fake side; `{link.name}` judges {', '.join(f'{t}.{v}' for t, v in link.fake)} as fake.", "write `fake: [q.x, p.z]`, with z a root with a prior.")
-        recon = reconstructions(graph, site.registry)
-        reaches: set[str] = set()
-        for e in recon:
-            reaches |= graph.nets_of(e) | set().union(*(graph.nets_behind(p, "q") for p in e.parents))
-        for _, v in link.real:
-            reaches |= graph.nets_behind(v, "q")
-        net = link.net_ref
+        plan = plan_avb(site.graph, site.registry, link)
 
         def loss(ctx: StepContext) -> torch.Tensor:
-            q = ctx.q
-            rec = sum(-q.cond(e).log_prob(q[e.child]) for e in recon)  # type: ignore[index]
-            logit = ctx.net(net)(*[q[v] for _, v in link.real]).reshape(ctx.n, -1)[:, 0]
-            return (rec + logit).mean()  # type: ignore[no-any-return]
+            return avb_loss(ctx, plan).mean()
 
-        given = ",".join(v for _, v in link.real)
-        rec_text = " + ".join(f"-E_q[log p({e.child}|{','.join(e.parents)})]" for e in recon)
-        return Bound(loss, f"{rec_text} + E_q[T({given})]  (T = {link.net_ref}, at its optimum log q - log p)", frozenset("q"), frozenset(reaches))
+        given = ",".join(plan.real)
+        rec_text = " + ".join(f"-E_q[log p({e.child}|{','.join(e.parents)})]" for e in plan.recon)
+        return Bound(loss, f"{rec_text} + E_q[T({given})]  (T = {link.net_ref}, at its optimum log q - log p)", frozenset("q"), plan.nets)

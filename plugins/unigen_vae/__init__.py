@@ -1,5 +1,6 @@
 """The VAE family: the evidence lower bound as a term, a `vae` family and held-out ELBO;
-`aa_elbo`, the adversary-activated VAE's term on generated samples.
+`aa_elbo`, the adversary-activated VAE's term on generated samples; `iwae` and `decoder_ais`,
+the importance-weighted bound and AIS estimates of the test log-likelihood.
 
 In the unifying view, the ELBO is the wake phase with reparameterisation: the q-trace
 (data through inference edges) is scored by the generative joint, and both theta and eta
@@ -13,6 +14,7 @@ from typing import Any
 from unigen import hookimpl
 
 from .aa import AAELBO
+from .ais import DecoderAIS
 from .iwae import IWAEBound
 from .terms import ELBO, HeldOutELBO, VAEFamily
 
@@ -32,3 +34,4 @@ def unigen_register_families(register: Any) -> None:
 def unigen_register_metrics(register: Any) -> None:
     register("elbo", HeldOutELBO())
     register("iwae", IWAEBound())
+    register("decoder_ais", DecoderAIS())
