@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from unigen.api import registry as registry_mod
 from unigen.api.registry import Registry, default_registry
 from unigen.cli.commands import main
 
@@ -14,6 +15,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def own_entry_points() -> list:
+    """unigen's own plugins, whatever else is installed beside it."""
+    from importlib import metadata
+
+    return [ep for ep in metadata.entry_points(group=registry_mod.GROUP) if ep.dist is not None and ep.dist.name == "unigen"]
+
+
+def foreign_plugins() -> list[str]:
+    """The names of the installed plugins of other distributions (a user's, the example's)."""
+    from importlib import metadata
+
+    own = {ep.name for ep in own_entry_points()}
+    return sorted({ep.name for ep in metadata.entry_points(group=registry_mod.GROUP) if ep.name not in own and (ep.dist is None or ep.dist.name != "unigen")})
+
+
+# The tests see unigen's own plugins only: a third-party plugin installed beside it must not
+# change what they find. In this process the registry reads unigen's entry points alone (tests
+# that add plugins add them to these); commands they start as subprocesses block the others by
+# name (UNIGEN_BLOCK_PLUGINS; a test that installs a plugin on purpose clears it).
+registry_mod._entry_points = own_entry_points
+if foreign_plugins():
+    os.environ["UNIGEN_BLOCK_PLUGINS"] = ",".join(n for n in [*os.environ.get("UNIGEN_BLOCK_PLUGINS", "").split(","), *foreign_plugins()] if n.strip())
 # The feature classifier of the image metrics is cached here, never in the user's cache.
 os.environ["UNIGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="unigen-test-cache-")
 

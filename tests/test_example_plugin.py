@@ -1,17 +1,20 @@
 """The example third-party plugin, installed as a user would: its own distribution in a fresh
 virtual environment beside unigen, found through its entry point, trained from its spec.
 
-Nothing downloads: the environment sees the machine's packages (torch, ...) and both
-packages are installed without dependencies or build isolation. Deselect with `-m "not venv"`.
+Nothing downloads: the environment sees the packages of the environment the tests run in
+(torch, pip, setuptools, ...), and both packages are installed without dependencies or build
+isolation. Deselect with `-m "not venv"`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -30,19 +33,43 @@ def _run(args, **kw):
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("venv") / "env"
-    # No pip of its own: `python -m pip` inside it is the machine's pip, and the build backend
-    # (setuptools) is the machine's too, so nothing is fetched.
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", env_dir])
+    # No pip of its own: `python -m pip` inside it is this environment's pip, and the build
+    # backend (setuptools, with its bdist_wheel) is this environment's too, so nothing is
+    # fetched. `--system-site-packages` would not do: from a virtual environment it shows the
+    # base interpreter's packages, not the environment's, so a .pth file adds this one's.
+    _run([sys.executable, "-m", "venv", "--without-pip", env_dir])
     py = env_dir / "bin" / "python"
+    purelib = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    Path(purelib, "_unigen_test_outer.pth").write_text("import site; " + "; ".join(f"site.addsitedir({d!r})" for d in outer_site_dirs()) + "\n")
     for pkg in (ROOT, EXAMPLE):
         _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e", pkg])
     return env_dir
 
 
+def outer_site_dirs() -> list[str]:
+    """The site-packages folders of the environment the tests run in (`sys.executable`'s)."""
+    dirs = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
 def _env():
     env = {k: v for k, v in os.environ.items() if k not in ("UNIGEN_DISABLE_PLUGIN_AUTOLOAD", "UNIGEN_BLOCK_PLUGINS", "PYTHONPATH")}
+    # Other third-party plugins stay blocked (tests/conftest.py); this test's own is wanted.
+    blocked = [n.strip() for n in os.environ.get("UNIGEN_BLOCK_PLUGINS", "").split(",") if n.strip() and n.strip() != "example"]
+    if blocked:
+        env["UNIGEN_BLOCK_PLUGINS"] = ",".join(blocked)
     env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     return env
+
+
+def test_venv_sees_this_environments_packages(venv):
+    """The nested environment imports from this one's site-packages (its setuptools, its torch),
+    whether this one is the base interpreter or a virtual environment."""
+    code = "import setuptools, sys; print(setuptools.__file__); print(sys.prefix)"
+    out = _run([venv / "bin" / "python", "-c", code], env=_env()).stdout.splitlines()
+    import setuptools
+
+    assert out[0] == setuptools.__file__ and Path(out[1]).resolve() == Path(venv).resolve()
 
 
 def test_example_plugin_registers_through_its_entry_point(venv):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import shlex
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from unigen.api.registry import Registry, default_registry
 from unigen.compiler.compiler import Compiled, compile_file
@@ -39,8 +41,25 @@ def train_run(
             raise UnigenError.one("X004", f"`--nproc-per-node {nproc_per_node}`: expected a number of processes of at least 1.", (), "use `--nproc-per-node 2` or more to train on several processes.")
         if distributed.env_world() is not None:
             raise UnigenError.one("X004", "`--nproc-per-node` starts its own processes, but this one already runs under `torchrun` (RANK and WORLD_SIZE are set).", (), "leave `--nproc-per-node` out under torchrun (`torchrun --nproc-per-node N` sets it).")
-        kwargs = dict(spec_path=spec_path, overrides=overrides, out=out, steps=steps, device=device, quiet=quiet, resume=resume, track=track)
-        return distributed.launch(nproc_per_node, train_run, kwargs)  # type: ignore[no-any-return]
+        kwargs = dict(spec_path=spec_path, overrides=overrides, out=out, steps=steps, device=device, quiet=quiet, resume=resume, track=track, launched=nproc_per_node)
+        return distributed.launch(nproc_per_node, _train_here, kwargs)  # type: ignore[no-any-return]
+    return _train_here(spec_path, overrides, out, steps, device, registry, quiet, resume, track)
+
+
+def _train_here(
+    spec_path: str | Path,
+    overrides: list[str] | None = None,
+    out: str | None = None,
+    steps: int | None = None,
+    device: str | None = None,
+    registry: Registry | None = None,
+    quiet: bool = False,
+    resume: str | None = None,
+    track: list[str] | None = None,
+    launched: int | None = None,
+) -> Path:
+    """`train_run` in this process: alone, as one rank under `torchrun`, or as one of the
+    `launched` processes `--nproc-per-node` started (its resume command says so)."""
     registry = registry or default_registry()
     user_overrides = list(overrides or [])
     overrides = list(user_overrides)
@@ -52,13 +71,35 @@ def train_run(
     trackers = select_trackers(registry, track)  # a missing tracker package stops the run before it starts
     program = compiled.program
     world, owned = distributed.start(program.train.device)
+    again = _Again(spec_path, user_overrides, steps, device, launched)
     try:
-        return _run(compiled, world, registry, user_overrides, spec_path, out, steps, device, quiet, resume, trackers)
+        return _run(compiled, world, registry, again, out, quiet, resume, trackers)
     finally:
         distributed.stop(owned)
 
 
-def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_overrides: list[str], spec_path: str | Path, out: str | None, steps: int | None, device: str | None, quiet: bool, resume: str | None, trackers: Trackers) -> Path:
+@dataclass(frozen=True)
+class _Again:
+    """What the command that continues a run repeats of this one."""
+
+    spec_path: str | Path
+    overrides: list[str]
+    steps: int | None
+    device: str | None
+    processes: int | None
+
+    def command(self, run: Path) -> str:
+        args = ["unigen", "compile-and-train", str(self.spec_path), *self.overrides, "--out", str(run), "--resume", "auto"]
+        if self.steps is not None:
+            args += ["--steps", str(self.steps)]
+        if self.device is not None:
+            args += ["--device", self.device]
+        if self.processes is not None:
+            args += ["--nproc-per-node", str(self.processes)]
+        return " ".join(shlex.quote(a) for a in args)
+
+
+def _run(compiled: Compiled, world: distributed.World, registry: Registry, again: _Again, out: str | None, quiet: bool, resume: str | None, trackers: Trackers) -> Path:
     program = compiled.program
     tr = program.train
     identity = spec_identity(compiled.resolved)
@@ -74,7 +115,7 @@ def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_
         return plan
 
     plan = world.from_main(find)  # rank 0 reads the checkpoint; every rank loads it
-    trainer = Trainer(program, world=world)  # data and networks before any file is written
+    trainer = _trainer(program, world, registry)  # data and networks before any file is written
     if plan is not None and plan.state is not None:
         try:
             trainer.load_state_dict(plan.state)
@@ -92,20 +133,26 @@ def _run(compiled: Compiled, world: distributed.World, registry: Registry, user_
     world.from_main(claim)
     log = _logger(run, quiet) if world.main else _null_logger()
     try:
-        setup = RunSetup(run, log, compiled, trainer, plan, identity, digest, registry, quiet or not world.main, _resume_command(spec_path, user_overrides, steps, device, run), trackers)
+        setup = RunSetup(run, log, compiled, trainer, plan, identity, digest, registry, quiet or not world.main, again.command(run), trackers)
         return TrainingLoop(setup).run()
     finally:
         _close(log)
         lock.release()
 
 
-def _resume_command(spec_path: str | Path, overrides: list[str], steps: int | None, device: str | None, run: Path) -> str:
-    args = ["unigen", "compile-and-train", str(spec_path), *overrides, "--out", str(run), "--resume", "auto"]
-    if steps is not None:
-        args += ["--steps", str(steps)]
-    if device is not None:
-        args += ["--device", device]
-    return " ".join(shlex.quote(a) for a in args)
+def _trainer(program: Any, world: distributed.World, registry: Registry) -> Trainer:
+    """The trainer; a dataset whose data does not fit the spec (D001) is named with the plugin
+    that registered it."""
+    try:
+        return Trainer(program, world=world)
+    except UnigenError as exc:
+        source = program.data.source
+        entry = registry.entries["datasets"].get(source)
+        if entry is None:
+            raise
+        named = f"dataset `{source}` (registered by plugin `{entry.plugin}`, distribution {entry.dist})"
+        diags = [replace(d, message=d.message.replace(f"dataset `{source}`", named, 1)) if d.code == "D001" and d.path[:1] == ("data",) else d for d in exc.diagnostics]
+        raise UnigenError(diags, exc.exit_code) from exc.__cause__
 
 
 def _logger(run: Path, quiet: bool) -> logging.Logger:

@@ -21,13 +21,13 @@ from typing import Any
 import yaml
 
 from unigen.compiler.compiler import Compiled
-from unigen.errors import UnigenError, exception_text
+from unigen.errors import UnigenError, exception_text, first_line
 from unigen.runs.best import BestKeeper
 from unigen.runs.checkpoints import checkpoint_name, save_checkpoint
 from unigen.runs.metrics_log import MetricsLog
 from unigen.runs.progress import Progress
 from unigen.runs.resume import Resume
-from unigen.runs.rundir import atomic_write, dump_yaml, env_info, spec_differences
+from unigen.runs.rundir import dump_yaml, env_info, spec_differences, write_run_file
 from unigen.runs.samples import picture_count, save_samples
 from unigen.runs.signals import StopSignals
 from unigen.runs.trackers import RunStart, Trackers
@@ -107,10 +107,10 @@ class TrainingLoop:
     def begin(self) -> None:
         s, run, trainer = self.s, self.s.run, self.trainer
         if self.writes and not self.continues:  # a new run, a fork, or one that starts afresh where nothing was saved
-            atomic_write(run / "spec.yaml", Path(s.compiled.path).read_text(encoding="utf-8"))
-            atomic_write(run / "spec.resolved.yaml", dump_yaml(s.compiled.resolved))
-            atomic_write(run / "program.txt", str(s.compiled.program))
-            atomic_write(run / "env.json", json.dumps(env_info(s.registry, trainer.device), indent=2))
+            write_run_file(run / "spec.yaml", Path(s.compiled.path).read_text(encoding="utf-8"))
+            write_run_file(run / "spec.resolved.yaml", dump_yaml(s.compiled.resolved))
+            write_run_file(run / "program.txt", str(s.compiled.program))
+            write_run_file(run / "env.json", json.dumps(env_info(s.registry, trainer.device), indent=2))
         for text in s.plan.warnings if s.plan else []:
             self.warn(text)
         first = self.first_step = trainer.step_count
@@ -125,7 +125,7 @@ class TrainingLoop:
         if self.writes:
             # A resumed run keeps the rows up to its checkpoint; later ones are replayed.
             path = run / "metrics.csv"
-            self.metrics = MetricsLog.resume(path, first) if self.continues else MetricsLog(path)
+            self.metrics = MetricsLog.resume(path, first, final=first >= self.tr.steps) if self.continues else MetricsLog(path)
         self.trackers.on_start(RunStart(run, self.program.name, s.compiled.resolved, first, self.continues))
         offset = 0.0
         if self.resumed and s.plan is not None and s.plan.state is not None:
@@ -227,8 +227,11 @@ class TrainingLoop:
             if stop.signum is not None or (tr.sample_every and trainer.step_count % tr.sample_every == 0):
                 trainer.check_pending()  # flags a GPU keeps on the device, read before a checkpoint or samples
         except UnigenError as exc:
-            if good is None or not any(d.code == "R004" for d in exc.diagnostics):
+            if not any(d.code == "R004" for d in exc.diagnostics):
                 raise
+            exc = step_failure(self, exc)  # the network, or the term's plugin, that failed
+            if good is None:
+                raise exc from exc.__cause__
             path = self.checkpoint(good)
             self.s.log.info("stopped: %s; the last good state (step %d) is %s", exc, good["step"], path)
             d = exc.diagnostics[0]
@@ -287,7 +290,7 @@ class TrainingLoop:
             return run
         self.record({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
         summary = run_summary(self, elapsed, final)
-        atomic_write(run / "summary.json", json.dumps(summary, indent=2))
+        write_run_file(run / "summary.json", json.dumps(summary, indent=2))
         self.trackers.on_end(summary)
         self.s.log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
         if summary["errors"]:
@@ -333,14 +336,63 @@ def run_summary(loop: TrainingLoop, elapsed: float, final: dict[str, float]) -> 
     }
 
 
+def origin(registry: Any, kind: str, name: str) -> str:
+    """Who registered a kind: "plugin `vae`, distribution unigen" ("" when unknown)."""
+    entry = getattr(registry, "entries", {}).get(kind, {}).get(name)
+    return f"plugin `{entry.plugin}`, distribution {entry.dist}" if entry is not None else ""
+
+
+def failing_network(cause: BaseException | None, nets: dict[str, Any]) -> str | None:
+    """The network whose own code raised `cause`: the outermost frame of its traceback that
+    runs a method of one of the network's modules (None: no network was running)."""
+    owner = {id(m): name for name, net in nets.items() for m in net.modules()}
+    tb = cause.__traceback__ if cause is not None else None
+    while tb is not None:
+        name = owner.get(id(tb.tb_frame.f_locals.get("self")))
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    return None
+
+
+def step_failure(loop: TrainingLoop, exc: UnigenError) -> UnigenError:
+    """An R004 with its culprit named: the network (its architecture and the plugin that
+    registered it) when the failure came from inside a network's forward pass, else the
+    plugin of the term; with several processes, a failure that only says another process
+    went away is X002."""
+    d, cause, registry = exc.diagnostics[0], exc.__cause__, loop.s.registry
+    if loop.trainer.world.active and distributed.peer_lost(cause):
+        lost = UnigenError.one("X002", f"{d.message.split(': ', 1)[0]}: another training process went away ({first_line(cause, 200) if cause else 'no message'}).", (), "the error of the process that failed comes first; `--resume auto` continues from the newest checkpoint.", exit_code=1)
+        lost.__cause__ = cause
+        return lost
+    memory = "more memory" in d.hint
+    net = failing_network(cause, dict(loop.trainer.model.nets.items()))
+    if net is not None:
+        arch = loop.program.networks[net].arch
+        by = origin(registry, "networks", arch)
+        message = d.message.replace(": ", f", inside network `{net}` (architecture `{arch}`{', ' + by if by else ''}): ", 1)
+        hint = d.hint if memory else f"a bug in architecture `{arch}`{' (' + by + ')' if by else ''}, or options or input shapes of `networks.{net}` it does not check: report it to the plugin's authors with the spec; `UNIGEN_TRACEBACK=1` shows where it happened."
+        d = replace(d, message=message, hint=hint, path=("networks", net))
+    else:
+        term = next((t for r in loop.trainer.runners for t in r.plan.terms if t.path == d.path), None)
+        by = origin(registry, "terms", term.term) if term is not None else ""
+        if term is not None and by and not memory:
+            d = replace(d, hint=d.hint.replace("the term's plugin", f"the plugin of term `{term.term}` ({by})", 1))
+    out = UnigenError([d, *exc.diagnostics[1:]], exc.exit_code)
+    out.__cause__ = cause
+    return out
+
+
 def nonfinite_error(loop: TrainingLoop, exc: NonFiniteLoss, good: dict[str, Any], strikes: int) -> UnigenError:
     """R001 after the last good state is saved: what a non-finite loss ends a run with."""
     path = loop.checkpoint(good)
     gave_up = f" ({strikes} rollbacks to step {good['step']} did not get past it)" if strikes else ""
     loop.s.log.info("stopped: %s%s; the last good state (step %d) is %s", exc, gave_up, good["step"], path)
+    names = dict.fromkeys(str(label).split("@")[0] for label, _ in exc.event.get("terms") or [])
+    by = "; ".join(f"term `{n}`: {origin(loop.s.registry, 'terms', n)}" for n in names if origin(loop.s.registry, "terms", n))
     return UnigenError.one(
         "R001",
-        f"non-finite loss: {exc}{gave_up}; the last good state (step {good['step']}) is saved as `{path}`.",
+        f"non-finite loss: {exc}{gave_up}{f' ({by})' if by else ''}; the last good state (step {good['step']}) is saved as `{path}`.",
         (),
         f"lower the learning rate or check the data for NaNs; `train.on_nonfinite: skip` or `rollback` goes on past such steps. Continue with `{loop.s.resume_cmd}`.",
         exit_code=1,

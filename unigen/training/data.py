@@ -74,16 +74,20 @@ def load_dataset(program: Program) -> Dataset:
     except Exception as exc:  # a dataset plugin's own failure, named
         raise UnigenError.one("D001", f"dataset `{name}` cannot be loaded: {_exc_text(exc)}.", ("data",), "check the dataset's options; if they are right, report it to the dataset plugin's authors.") from exc
     declared = program.data.fields
-    fields = [v.field for v in program.variables.values() if v.field is not None]
-    fields += [v.mask for v in program.variables.values() if v.observed and v.mask]
-    check_dataset(name, dataset, {f: declared.get(f) for f in fields})
+    bound = {v.field: v.name for v in program.variables.values() if v.field is not None}
+    fields = [*bound, *(v.mask for v in program.variables.values() if v.observed and v.mask)]
+    check_dataset(name, dataset, {f: declared.get(f) for f in fields}, bound)
     return dataset
 
 
-def check_dataset(name: str, dataset: Any, needed: dict[str, Any]) -> None:
+def check_dataset(name: str, dataset: Any, needed: dict[str, Any], continuous: dict[str, str] | None = None) -> None:
     """D001 unless both splits hold rows of equal count, the `needed` fields (name -> declared
-    shape of one row, or None) are there, and every floating-point value is finite."""
+    shape of one row, or None) are there, the `continuous` ones (field -> the variable bound to
+    it) hold floating-point numbers, and every floating-point value is finite."""
     problems: list[str] = []
+    for split in ("train", "test"):
+        fields = getattr(dataset, split, None)
+        problems += _dtype_problems(split, fields if isinstance(fields, dict) else {}, continuous or {})
     splits = {"train": getattr(dataset, "train", None), "test": getattr(dataset, "test", None)}
     for split, fields in splits.items():
         if not isinstance(fields, dict):
@@ -126,7 +130,20 @@ def check_dataset(name: str, dataset: Any, needed: dict[str, Any]) -> None:
         raise UnigenError(diags)
 
 
+def _dtype_problems(split: str, fields: dict[str, Any], continuous: dict[str, str]) -> list[str]:
+    """A field bound to a variable feeds networks and densities, which compute in floating
+    point: integer or boolean values there would fail inside the first step's matrix products."""
+    out = []
+    for field, var in continuous.items():
+        value = fields.get(field)
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            out.append(f"field `{field}` of its {split} split holds {str(value.dtype).removeprefix('torch.')} values, but variable `{var}` reads it as continuous values; expected a floating-point tensor (float32)")
+    return out
+
+
 def _data_hint(problem: str) -> str:
+    if "floating-point tensor" in problem:
+        return "convert the field in the dataset plugin's `load` (`tensor.float()`; class labels as a one-hot float tensor), or report it to the plugin's authors."
     if "NaN" in problem or "infinite" in problem:
         return "clean the data (drop or impute those rows) before training; a NaN in the data turns every loss into NaN."
     if "empty" in problem:

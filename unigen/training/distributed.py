@@ -19,6 +19,12 @@ environment, several nodes through its rendezvous) or from `--nproc-per-node N`,
 N local workers through torch's elastic launcher. gloo on the CPU, NCCL on CUDA (one GPU per
 local rank). Only rank 0 writes files; a checkpoint holds every rank's random streams, and on
 resuming rank 0 reads it and hands it to the others.
+
+Under `--nproc-per-node` the launcher owns SIGINT and SIGTERM and passes each on once to every
+worker (the workers leave its process group, so a terminal's Ctrl-C reaches them through it
+only): they finish the step, rank 0 saves, and the run ends with R003 as one process does. A
+rank that fails reports its unigen error through a file; one that was killed from outside is
+X002 naming it, and the others' errors, which only say that it went away, are no cause.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -238,18 +245,141 @@ def check_in_step(world: World, nets: dict[str, nn.Module], step: int) -> None:
 
 
 # ------------------------------------------------------------------ launching
-def launch(nproc: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """`fn(**kwargs)` (a module-level function, such as the run driver's `train_run`) on `nproc` local processes (torch's elastic launcher, as
-    `torchrun --standalone` does): rank 0's result, or the error a rank reported. A rank that
-    fails exits non-zero, so the launcher stops the others rather than leave them waiting in a
-    collective; its diagnostics come back through a file."""
-    import pickle
-    import tempfile
-    from pathlib import Path
+# What a rank that lost its peers sees (gloo, NCCL): the cause is the other rank, not a term.
+PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken pipe", "remote worker crash", "communicator was aborted", "socket closed")
+WAIT_FOR_MAIN_S = 60.0  # how long a failing rank > 0 waits for rank 0 to finish saving
 
+
+def peer_lost(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it) says that another process of the run went away."""
+    while exc is not None:
+        if isinstance(exc, getattr(dist, "DistNetworkError", ())) or (isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in PEER_LOST)):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a rank ended with: its diagnostics and exit code; `lost`: it failed because
+    another process went away."""
+
+    rows: tuple[tuple[Any, ...], ...]
+    code: int
+    lost: bool = False
+
+    def error(self) -> UnigenError:
+        return UnigenError([Diagnostic(*d) for d in self.rows], self.code)
+
+
+class Ranks:
+    """The launcher's view of its workers, through files in one folder: each rank's pid
+    (`pid_R`) and, when it failed with a unigen error, its report (`rank_R.pkl`)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def pids(self) -> dict[int, int]:
+        out = {}
+        for path in self.folder.glob("pid_*"):
+            try:
+                out[int(path.name[4:])] = int(path.read_text())
+            except (OSError, ValueError):  # being written
+                continue
+        return out
+
+    def reports(self) -> dict[int, Report]:
+        import pickle
+
+        return {int(p.stem[5:]): Report(*pickle.loads(p.read_bytes())) for p in sorted(self.folder.glob("rank_*.pkl"))}
+
+    def write_report(self, rank: int, report: Report) -> None:
+        import pickle
+
+        tmp = self.folder / f".rank_{rank:05d}.tmp"
+        tmp.write_bytes(pickle.dumps((report.rows, report.code, report.lost)))
+        tmp.replace(self.folder / f"rank_{rank:05d}.pkl")  # whole, or not there
+
+    def wait_for_main(self, timeout: float = WAIT_FOR_MAIN_S) -> None:
+        """Until rank 0 has reported or ended: a rank that stops first must not make the
+        launcher end rank 0 while it still saves the run's checkpoint."""
+        import time
+
+        pid = self.pids().get(0)
+        deadline = time.monotonic() + timeout
+        while pid is not None and time.monotonic() < deadline and not (self.folder / "rank_00000.pkl").exists():
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
+class Relay:
+    """SIGINT and SIGTERM in the launcher, passed on once each to every worker: the workers
+    (in process groups of their own, so that a terminal's Ctrl-C reaches them through here
+    only) finish the step and save, as one process does; a second signal stops them at once.
+    torch's agent keeps SIGHUP and SIGQUIT."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+    AGENT = "SIGHUP,SIGQUIT"  # what torch's agent is left to handle
+
+    def __init__(self, ranks: Ranks) -> None:
+        self.ranks = ranks
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        self._env: str | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or signum
+        pids = self.ranks.pids()
+        if not pids:  # no worker runs yet: nothing to save, the agent ends what it started
+            raise KeyboardInterrupt
+        for pid in pids.values():
+            try:
+                os.kill(pid, signum)
+            except OSError:  # it has ended
+                pass
+
+    def __enter__(self) -> "Relay":
+        import signal
+        import threading
+
+        self._env = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
+        if threading.current_thread() is threading.main_thread():
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = self.AGENT  # the launcher sets it again from its config
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+        if self._env is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = self._env
+
+
+def launch(nproc: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """`fn(**kwargs)` (a module-level function, such as the run driver's) on `nproc` local
+    processes (torch's elastic launcher, as `torchrun --standalone` does): rank 0's result, or
+    the error the run ended with. A rank that fails exits non-zero, so the launcher stops the
+    others rather than leave them waiting in a collective; its diagnostics come back through a
+    file, and torch's own report of each failed rank (tracebacks) is not printed: the unigen
+    error says what happened (`UNIGEN_TRACEBACK=1` shows both)."""
+    import tempfile
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    # torch's agent keeps to SIGHUP and SIGQUIT; SIGINT and SIGTERM are the relay's.
+    agent: dict[str, Any] = {"signals_to_handle": Relay.AGENT} if "signals_to_handle" in getattr(LaunchConfig, "__dataclass_fields__", {}) else {}
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -260,30 +390,107 @@ def launch(nproc: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         max_restarts=0,
         monitor_interval=0.1,
         start_method="spawn",
+        **agent,
     )
-    with tempfile.TemporaryDirectory(prefix="unigen-ranks-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="unigen-ranks-") as tmp, Relay(Ranks(tmp)) as relay, QuietTorch():
         try:
             results = elastic_launch(config, _worker)(fn, kwargs, tmp)
         except ChildFailedError as exc:
-            for path in sorted(Path(tmp).glob("rank_*.pkl")):
-                diags, code = pickle.loads(path.read_bytes())
-                raise UnigenError([Diagnostic(*d) for d in diags], code) from None
-            first = next(iter(exc.failures.values()), None) if exc.failures else None
-            text = str(first.message) if first is not None and first.message else str(exc)
-            last = text.strip().splitlines()[-1] if text.strip() else "no message"
-            raise UnigenError.one("X002", f"a training process failed: {last}.", (), "run with `--nproc-per-node 1` to see the error of one process; `UNIGEN_TRACEBACK=1` shows where it happened.", exit_code=1) from None
+            raise run_failure(relay, exc.get_first_failure()) from None
+        except SignalException as exc:  # SIGHUP or SIGQUIT: torch's agent ended the workers
+            name = getattr(exc.sigval, "name", str(exc.sigval))
+            raise UnigenError.one("X002", f"training stopped by {name}: the training processes were ended without saving a checkpoint.", (), "`--resume auto` continues from the newest checkpoint in the run directory; stop a run with SIGINT or SIGTERM to save one first.", exit_code=128 + int(exc.sigval)) from None
     return results[0]
 
 
+def run_failure(relay: Relay, first: tuple[int, Any]) -> BaseException:
+    """The error a failed multi-process run ends with. A rank's own unigen error comes first
+    (a signal's R003 included); a rank that failed only because another went away is no cause.
+    A rank that ended without reporting (killed from outside, or crashed in native code) is X002,
+    naming it; a second signal that stopped every rank at once is KeyboardInterrupt."""
+    reports = relay.ranks.reports()
+    own = [r for r in sorted(reports) if not reports[r].lost]
+    if own:
+        return reports[own[0]].error()
+    if relay.signum is not None:
+        return KeyboardInterrupt()
+    rank, failure = first
+    pids = relay.ranks.pids()
+    outside = "something outside the run ended it (the out-of-memory killer, a job scheduler, `kill`)"
+    if rank in reports:  # the first to fail lost its peers: the cause is a rank that did not report
+        silent = [r for r in sorted(pids) if r not in reports]
+        what = f"training process {', '.join(map(str, silent)) or '?'} ended without a report, and the others lost contact with it; {outside}, or it crashed in native code"
+    else:
+        pid = pids.get(rank, getattr(failure, "pid", "?"))
+        exitcode = int(getattr(failure, "exitcode", 1) or 1)
+        if exitcode < 0:
+            what = f"training process {rank} (pid {pid}) was killed by {failure.signal_name()}; {outside}"
+        else:
+            what = f"training process {rank} (pid {pid}) ended with exit code {exitcode} without a unigen error (a plugin that calls `os._exit`, or a crash in native code)"
+    saved = next((d[3][d[3].index("The last good state"):] for r in sorted(reports) for d in reports[r].rows if "The last good state" in (d[3] or "")), "")
+    hint = saved[:1].lower() + saved[1:] or "`--resume auto` with the run's `--out` continues from its newest checkpoint."
+    return UnigenError.one("X002", f"{what}. The other processes were stopped.", (), hint + " `UNIGEN_TRACEBACK=1` shows torch's report of each process.", exit_code=1)
+
+
+class QuietTorch:
+    """torch's elastic launcher logs each failed rank with its traceback, and each worker it
+    stops; unigen reports the run's end in one coded line instead (`UNIGEN_TRACEBACK=1` keeps
+    torch's logs)."""
+
+    PREFIXES = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+
+    def __enter__(self) -> "QuietTorch":
+        import logging
+
+        self.muted: list[logging.Logger] = []
+        if os.environ.get("UNIGEN_TRACEBACK", "") not in ("", "0"):
+            return self
+        for name in list(logging.root.manager.loggerDict):
+            log = logging.getLogger(name)
+            if name.startswith(self.PREFIXES) and not log.disabled:
+                log.disabled = True
+                self.muted.append(log)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for log in self.muted:
+            log.disabled = False
+
+
+def _own_process_group() -> None:
+    """A worker leaves the launcher's process group: a terminal's Ctrl-C then reaches the
+    launcher alone, which passes it on once (two would stop the worker without a checkpoint)."""
+    try:
+        os.setpgid(0, 0)
+    except (AttributeError, OSError):
+        pass
+
+
 def _worker(fn: Callable[..., Any], kwargs: dict[str, Any], errors: str) -> Any:
-    import pickle
-    from pathlib import Path
+    import sys
+    import traceback
 
-
+    rank = int(os.environ.get("RANK", "0"))
+    ranks = Ranks(errors)
+    _own_process_group()
+    (ranks.folder / f"pid_{rank:05d}").write_text(str(os.getpid()))
+    verbose = os.environ.get("UNIGEN_TRACEBACK", "") not in ("", "0")
     try:
         return fn(**kwargs)
     except UnigenError as exc:
-        rank = int(os.environ.get("RANK", "0"))
-        rows = [(d.code, d.message, d.path, d.hint, d.file, d.line, d.col) for d in exc.diagnostics]
-        (Path(errors) / f"rank_{rank:05d}.pkl").write_bytes(pickle.dumps((rows, exc.exit_code)))
-        raise
+        lost = peer_lost(exc.__cause__)  # the loop says so as X002; the cause is another rank
+        rows = tuple((d.code, d.message, d.path, d.hint, d.file, d.line, d.col) for d in exc.diagnostics)
+        report, cause = Report(rows, exc.exit_code, lost), exc.__cause__
+    except KeyboardInterrupt:  # a second signal: stopped at once, nothing to report
+        sys.exit(130)
+    except Exception as exc:  # not a unigen error: named, with where it happened under UNIGEN_TRACEBACK
+        from unigen.errors import exception_text
+
+        text = f"training process {rank} failed: {exception_text(exc, 300)}."
+        report, cause = Report((("X002", text, (), "run with `--nproc-per-node 1` to see the error of one process; `UNIGEN_TRACEBACK=1` shows where it happened.", "", 0, 0),), 1, peer_lost(exc)), exc
+    if verbose and cause is not None:
+        traceback.print_exception(cause, file=sys.stderr)
+    ranks.write_report(rank, report)
+    if rank:
+        ranks.wait_for_main()
+    sys.exit(report.code or 1)  # no exception out of here: torch would print its traceback
