@@ -7,7 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from unigen.runs.rundir import atomic_write
+from unigen.errors import UnigenError
+from unigen.runs.rundir import not_regular, write_error, write_run_file
 
 
 class MetricsLog:
@@ -19,17 +20,28 @@ class MetricsLog:
         self.columns: list[str] = ["step", "time_s"]
 
     @classmethod
-    def resume(cls, path: Path, step: int) -> "MetricsLog":
+    def resume(cls, path: Path, step: int, final: bool = False) -> "MetricsLog":
         """The rows of an existing metrics.csv up to `step` (later ones are replayed by the
-        resumed run); a torn last line (a crash mid-write) is dropped."""
+        resumed run); a torn last line (a crash mid-write) is dropped. With `final` (`step` is
+        the run's last, so the resumed run only evaluates and finishes again), the final
+        evaluation's row that followed the logged row of `step` goes too: it is written again."""
         log = cls(path)
+        kind = not_regular(path)
+        if kind:  # a fifo would block the read for ever
+            raise UnigenError.one("R002", f"`{path}` is {kind}, where the run keeps its metrics.csv.", (), f"move `{path}` away, then run the same command again.")
         if not path.exists():
             return log
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                header = list(reader.fieldnames or [])
+                rows = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise UnigenError.one("R002", f"`{path}` cannot be read back ({type(exc).__name__}: {exc}); a resumed run keeps its rows up to the checkpoint.", (), f"move `{path}` away (the resumed run then starts a new one), then run the same command again.", exit_code=1) from None
         kept = [r for r in rows if _whole(r) and (_int(r.get("step")) or 0) <= step]
+        if final:
+            at_step = [i for i, r in enumerate(kept) if _int(r.get("step")) == step]
+            kept = [r for i, r in enumerate(kept) if i not in at_step[1:]]
         log.columns.extend(c for c in header if c not in log.columns)
         log.rows = kept
         if len(kept) != len(rows) or header != log.columns:
@@ -48,9 +60,12 @@ class MetricsLog:
         self.columns.extend(new)
         if new or not self.path.exists():
             self._rewrite()
-        else:
-            with self.path.open("a", newline="") as f:
+            return
+        try:  # a row cut short by a full disk is a torn last line, which a resumed run drops
+            with self.path.open("a", newline="", encoding="utf-8") as f:
                 csv.DictWriter(f, self.columns).writerow(row)
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
 
     def _rewrite(self) -> None:
         lines: list[str] = []
@@ -62,7 +77,7 @@ class MetricsLog:
         writer = csv.DictWriter(_Sink(), self.columns)
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write(self.path, "".join(lines))
+        write_run_file(self.path, "".join(lines))
 
 
 def _int(text: Any) -> int | None:

@@ -11,7 +11,7 @@ import yaml
 
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import newest_checkpoint, resolve_checkpoint
-from unigen.runs.rundir import spec_differences, spec_identity
+from unigen.runs.rundir import check_run_files, spec_differences, spec_identity
 
 
 @dataclass
@@ -58,6 +58,7 @@ def find_resume(resume: str, out: str | None) -> Resume:
 def check_same_spec(run: Path, identity: dict[str, Any]) -> None:
     """R002 unless the run directory was started for this spec (its spec.resolved.yaml), so that
     starting afresh in it writes over nothing of another model's."""
+    check_run_files(run)  # a fifo in place of spec.resolved.yaml would block the read
     try:
         stored = yaml.safe_load((run / "spec.resolved.yaml").read_text(encoding="utf-8"))
     except FileNotFoundError:

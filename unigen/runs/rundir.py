@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import platform
+import stat
 import tempfile
 import time
 from importlib import metadata
@@ -35,12 +37,72 @@ def make_run_dir(name: str, out: str | Path | None, root: str = "runs", reuse: b
         while path.exists():
             i += 1
             path = Path(root) / f"{name}-{stamp}-{i}"
+    if reuse:
+        check_run_files(path)
     try:
         (path / "samples").mkdir(parents=True, exist_ok=True)
         (path / "checkpoints").mkdir(exist_ok=True)
     except OSError as exc:
         raise UnigenError.one("R002", f"cannot create run directory `{path}`: {exc}.", (), "check the path and its permissions.", exit_code=1) from None
     return path
+
+
+# The files a run reads back or appends to when it continues; a fifo or a device in their place
+# would block the run for ever (or feed it without end), so they are refused before any is opened.
+RUN_FILES = ("spec.yaml", "spec.resolved.yaml", "program.txt", "env.json", "metrics.csv", "summary.json", "train.log", ".lock")
+
+
+def check_run_files(run: Path) -> None:
+    """R002 where one of a continued run's own files is there but is no regular file."""
+    for name in RUN_FILES:
+        kind = not_regular(Path(run) / name)
+        if kind:
+            raise UnigenError.one("R002", f"`{Path(run) / name}` is {kind}, where the run keeps its `{name}`; unigen reads and writes regular files only (a fifo would block it for ever).", (), f"move `{Path(run) / name}` away, then run the same command again.")
+
+
+def not_regular(path: Path, follow: bool = True) -> str:
+    """What `path` is where it exists but is no regular file ("" for a regular file or for
+    nothing there): "a directory", "a fifo (named pipe)", "a character device", ... With
+    `follow`, a symbolic link is what it points at; without, a link itself is fine."""
+    try:
+        mode = os.stat(path).st_mode if follow else os.lstat(path).st_mode
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return "a symbolic link that loops" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return ""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a fifo (named pipe)"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "no regular file"
+
+
+def write_error(path: Path, exc: OSError, what: str = "") -> UnigenError:
+    """R002 for a file of the run that cannot be written (a full disk, a read-only file system,
+    a fifo or a directory in its place): exit 1, naming the file; what the run wrote before
+    stays as it was."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free space on that disk"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = f"make `{path.parent}` writable (or move the run to a writable disk)"
+    else:
+        fix = f"move `{path}` away"
+    return UnigenError.one(
+        "R002",
+        f"cannot write `{path}`{what}: {exc.strerror or exc}; the run stops, and what it wrote before (its checkpoints, `checkpoints/last`) is kept as it was.",
+        (),
+        f"{fix}, then run the same command with `--resume auto` to continue from the newest checkpoint.",
+        exit_code=1,
+    )
+
+
+def write_run_file(path: Path, data: bytes | str) -> None:
+    """`atomic_write` for a run's own files: a failure is R002 (`write_error`), not an OSError."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
 
 
 def remove_temporaries(run: Path) -> list[Path]:
@@ -58,7 +120,12 @@ def remove_temporaries(run: Path) -> list[Path]:
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `path` whole or not at all (a temporary file in its folder, then a rename). A path
+    that is a directory, a fifo or a device is refused (OSError): a rename would replace it."""
     path = Path(path)
+    kind = not_regular(path, follow=False)
+    if kind:
+        raise OSError(errno.EISDIR if kind == "a directory" else errno.EEXIST, f"it is {kind}, not a regular file", str(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from unigen.api.kinds import DatasetKind
-from unigen.runs.rundir import atomic_write
+from unigen.runs.rundir import write_error, write_run_file
 
 if TYPE_CHECKING:
     from unigen.training.model import Model
@@ -60,12 +60,16 @@ def picture_count(model: Model) -> int:
 
 def save_samples(path: Path, samples: torch.Tensor, model: Model, title: str = "") -> None:
     """A PNG of generated samples of `model` (the built `unigen.training.model.Model`), as its
-    dataset kind draws them."""
+    dataset kind draws them. A picture that cannot be written (a full disk, a read-only file
+    system, a fifo or a directory where the file goes) is R002, naming the file."""
     rows, cols = layout(len(samples))
     fig = sample_figure(model.data_kind, samples, model.dataset.info, rows, cols, title)
     try:
         buf = _png(fig)
     finally:
         _plt().close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, buf)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path.parent, exc, " (the folder of sample pictures)") from exc
+    write_run_file(path, buf)
