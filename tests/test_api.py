@@ -53,7 +53,7 @@ def test_the_api_page_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
     assert output("print(program)").startswith("program vae-digits")
     assert output("unigen.load_spec(").split()[:2] == ["vae-digits", "500"]
     diagnostics = output("unigen.validate(")
-    assert "train.batch_size: S002" in diagnostics and "vae-digits.yaml:" in diagnostics
+    assert "override 1 `train.batch_size=0`: train.batch_size: S002" in diagnostics  # located where the value came from
     assert "S004" in diagnostics and "batch_size" in diagnostics  # the misspelt key, and the key it means
     assert output("except unigen.UnigenError").strip() == "['S002']"
     assert output("unigen.train(").startswith("vae ")

@@ -69,10 +69,10 @@ def small_and_quick(request):
     torch.set_num_threads(old)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and STATS["cases"]:
-        outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(STATS.items()) if k not in ("cases", "documents", "encodings"))
+    if reporter is not None and (STATS["cases"] or STATS["override cases"] or STATS["command line cases"]):
+        outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(STATS.items()) if k not in ("cases", "documents", "encodings", "override cases", "command line cases"))
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line(f"\nspec fuzzing: {STATS['cases']} cases tried ({outcomes})")
+            reporter.write_line(f"\nspec fuzzing: {STATS['cases']} cases tried, {STATS['override cases']} override cases, {STATS['command line cases']} command lines ({outcomes})")
 
 
 # ------------------------------------------------------------------- strategies
@@ -470,6 +470,143 @@ def test_fuzz_tried_enough_cases() -> None:
         pytest.skip("UNIGEN_FUZZ_EXAMPLES sets the number of cases")
     assert STATS["cases"] >= 500, dict(STATS)
     assert STATS["refused by validate"] > 200 and STATS["trained a step"] > 50, dict(STATS)
+
+
+# ------------------------------------------------- override strings and command lines
+
+# Every dotted key of the shipped specs, list items by index and by name, and keys a family fills.
+KEYS = sorted({".".join(map(str, p)) for doc in DOCS.values() for p in paths(doc)} | {"phases.elbo.repeats", "phases.generator.every", "family", "train", "networks.encoder", "edges.1"})
+LAUGHS = "[" + ", ".join(["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]) + "]"
+ODD_VALUES = ["", "~", "[", "{a: 1", "]]", "[1, 2", "!!python/name:os.system", "!!int x", "!!binary 3", "&a [*a]", "*nope", "[&a 8, *a]", LAUGHS,
+              "[" * 3000 + "]" * 3000, "{a: " * 100 + "1" + "}" * 100, "x" * 70_000, "[" + "1," * 20_000 + "1]", "a=b", "=", "- a\n- b", "\t1", "1\x00",
+              "'unterminated", "{a: 1, a: 2}", ".inf", ".nan", "true", "yes", "1e400", "0x10", "0o7", "1_000", "2147483648", "-0", "[true, 8]", "[[8]]", "\u202e"]
+
+
+def flow(value: Any) -> str:
+    """A value as one line of flow YAML, as one would type it after `key=`."""
+    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**9).removesuffix("\n").removesuffix("\n...")
+
+
+# Overrides that both shipped specs take, so that some command lines are accepted.
+PLAUSIBLE = ["train.seed=3", "train.steps=5", "train.batch_size=32", "train.optim.lr=1e-3", "description=hello", "description='a: b'", "train.log_every=1",
+             "variables.z.shape=[4]", "train.optim={kind: sgd, lr: 0.1}", "name=renamed", "train.eval_every=0", "train.on_nonfinite=skip", "train.seed=&s 7", "variables.z.prior=normal"]
+
+
+@st.composite
+def override_text(draw: st.DrawFn) -> str:
+    """A `key=value` override: a plausible one; or a real key or a mutated one, with a plausible
+    value or an odd one."""
+    if draw(st.sampled_from([False, False, True])):
+        return draw(st.sampled_from(PLAUSIBLE))
+    key = draw(st.sampled_from(KEYS))
+    how = draw(st.sampled_from(["as is"] * 6 + ["typo", "deeper", "cut", "index", "dots", "text"]))
+    if how == "typo" and key:
+        i = draw(st.integers(0, len(key) - 1))
+        key = key[:i] + draw(st.sampled_from(["x", "", ".", "_", "9", " "])) + key[i + 1 :]
+    elif how == "deeper":
+        key += "." + draw(st.sampled_from(["x", "0", "name", "99"]))
+    elif how == "cut":
+        key = key.rpartition(".")[0]
+    elif how == "index":
+        key = re.sub(r"\b\d+\b", draw(st.sampled_from(["99", "-1", "01", "x"])), key, count=1)
+    elif how == "dots":
+        key = draw(st.sampled_from([f"{key}.", f".{key}", key.replace(".", "..", 1), f" {key} "]))
+    elif how == "text":
+        key = draw(TEXT)
+    value = draw(st.one_of(VALUES.map(flow), TEXT, st.sampled_from(ODD_VALUES)))
+    joint = draw(st.sampled_from(["="] * 8 + ["", "==", " = "]))
+    return f"{key}{joint}{value}"
+
+
+SPEC_PATHS = {name: str(ROOT / "specs" / f"{name}.yaml") for name in BASES}
+OPTIONS = [
+    st.tuples(st.just("--steps"), st.sampled_from(["1", "2", "3", "1", "2", "3", "0", "-1", "abc", "1e3", "2.5", "", "99999999999999999999"])),
+    st.tuples(st.just("--device"), st.sampled_from(["cpu", "cpu", "auto", "gpu", ""])),
+    st.just(("--quiet",)), st.just(("--dry-run",)), st.just(("--tensorboard",)), st.just(("--out", "RUN")),
+    st.tuples(st.just("--track"), st.sampled_from(["nope", "tensorboard"])),
+]
+JUNK = st.sampled_from([()] * 12 + [("--bogus",), ("-x",), ("--steps",), ("--",), ("-",), ("--device=gpu",), ("--steps=abc",), ("--out",), ("-h",), ("extra",)])
+
+
+@st.composite
+def command_line(draw: st.DrawFn) -> list[str]:
+    """A command of the spec layer with overrides and options in a random order."""
+    base = draw(st.sampled_from(sorted(BASES)))
+    command = draw(st.sampled_from(["validate", "compile", "show-config", "compile-and-train", "compile-and-train"]))
+    groups: list[tuple[str, ...]] = [(o,) for o in draw(st.lists(override_text(), max_size=3))]
+    if command == "compile-and-train":
+        groups += draw(st.lists(st.one_of(*OPTIONS), max_size=4))
+    groups.append(draw(JUNK))
+    groups = draw(st.permutations(groups))
+    head = [command, SPEC_PATHS[base]] if draw(st.sampled_from([True] * 9 + [False])) else [SPEC_PATHS[base], command]  # the spec first: a usage error
+    return head + [arg for group in groups for arg in group]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """`unigen ARGV` in this process: its exit status (argparse's too), stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: usage errors (S005) and --help
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def check_command(argv: list[str], kind: str) -> None:
+    code, out, err = run_cli(argv)
+    assert "Traceback" not in err + out, err
+    errors = "\n".join(line for line in err.splitlines() if not line.startswith("warning: "))
+    if code == 0:
+        STATS[f"{kind} accepted"] += 1
+        return
+    found = re.findall(r"(?:^|: )([A-Z]\d{3}) ", errors, re.M)
+    STATS[f"{kind} refused ({found[0] if found else 'uncoded'})"] += 1
+    assert code in (1, 2), (code, errors)
+    assert found and all(c in CODES for c in found), errors
+
+
+@given(overrides=st.lists(override_text(), min_size=1, max_size=3))
+@fuzz_settings(250)
+def test_fuzz_override_strings(overrides: list[str]) -> None:
+    """`unigen validate SPEC OVERRIDE...`: it validates, or every problem is coded; never a
+    traceback, and never a hang (aliases, size and nesting of a value are bounded)."""
+    STATS["override cases"] += 1
+    check_command(["validate", SPEC_PATHS["vae-digits"], "--", *overrides] if any(o.startswith("-") for o in overrides) else ["validate", SPEC_PATHS["vae-digits"], *overrides], "overrides")
+
+
+@given(argv=command_line())
+@fuzz_settings(150)
+def test_fuzz_command_lines(argv: list[str]) -> None:
+    """Overrides and options in any order: exit 0, or a coded message (argparse's usage errors
+    are S005), never a traceback. Training itself is left out: `compile-and-train` compiles
+    (the run directory's part is stubbed), so the case tests the command line and the overrides."""
+    from unigen.runs import driver, dryrun
+
+    STATS["command line cases"] += 1
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        def compiled_only(compiled, *args, **kwargs):
+            run = Path(tmp) / "run"
+            run.mkdir(exist_ok=True)
+            (run / "summary.json").write_text('{"metrics": {}}')
+            return run
+
+        mp.setattr(driver, "_run", compiled_only)
+        mp.setattr(dryrun, "dry_run", lambda spec, overrides, registry, device, out: (compile_file(spec, list(overrides) + ([f"train.device={device}"] if device else []), registry), 0)[1])
+        check_command([Path(tmp, "out").as_posix() if a == "RUN" else a for a in argv], "command lines")
+
+
+def test_fuzz_tried_enough_command_lines() -> None:
+    """The two tests above ran, with both outcomes: accepted, and refused with a code (usage
+    errors, bad overrides and bad values among them)."""
+    if not (STATS["override cases"] and STATS["command line cases"]):
+        pytest.skip("the override and command-line fuzz tests did not both run in this session")
+    if EXAMPLES:
+        pytest.skip("UNIGEN_FUZZ_EXAMPLES sets the number of cases")
+    assert STATS["override cases"] >= 250 and STATS["command line cases"] >= 150, dict(STATS)
+    refused = {k: v for k, v in STATS.items() if "refused (" in k and k.startswith(("overrides", "command lines"))}
+    assert STATS["overrides accepted"] > 10 and STATS["command lines accepted"] > 10, dict(STATS)
+    assert {"overrides refused (S004)", "overrides refused (S002)", "command lines refused (S005)"} <= set(refused), dict(STATS)
 
 
 # ------------------------------------------------------- what the fuzzer found

@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "S002": "invalid value or type",
     "S003": "missing required key",
     "S004": "bad command-line override",
+    "S005": "bad command-line argument (an unknown option, an option's missing or ill-typed value)",
     "G001": "unknown name",
     "G002": "network used by no edge",
     "G003": "cycle in the generative edges",
@@ -75,7 +76,7 @@ CODES: dict[str, str] = {
     "X005": "precision not supported on this device",
     "X006": "SyncBatchNorm without CUDA",
     "U001": "Graphviz is missing or failed to render a drawing",
-    "U002": "unknown output format",
+    "U002": "unknown output format, or a drawing that cannot be written (a fifo, a directory, a full disk)",
     "U003": "output file exists",
     "U004": "tracker not available (a package is missing)",
 }

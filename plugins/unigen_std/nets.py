@@ -4,9 +4,10 @@ of them picked by a one-hot input (k generators, as in MAD-GAN)."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from unigen.api.kinds import Arch, Options
@@ -25,7 +26,7 @@ OUT = {"none": None, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 class LayerOptions(Options):
     """What every MLP here takes (`multi_mlp` takes only these)."""
 
-    hidden: list[int] = [256, 256]
+    hidden: list[Annotated[int, Field(gt=0)]] = [256, 256]  # a width of 0 or less builds no layer
     activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = "relu"
     out_activation: Literal["none", "tanh", "sigmoid"] = "none"
 

@@ -188,7 +188,7 @@ class Registry:
 
 def validate_options(model: type[BaseModel], options: dict[str, Any], path: Path, what: str) -> tuple[Any, list[Diagnostic]]:
     try:
-        return model.model_validate(options), []
+        value = model.model_validate(options)
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -198,6 +198,29 @@ def validate_options(model: type[BaseModel], options: dict[str, Any], path: Path
             else:
                 out.append(Diagnostic("G016", f"{what}: {err['msg']} (got {err.get('input')!r}).", loc, ""))
         return None, out
+    try:
+        booleans = list(_booleans_as_numbers(options, value.model_dump()))
+    except Exception:  # a model that cannot dump itself: its values are as it read them
+        booleans = []
+    if booleans:
+        return None, [Diagnostic("G016", f"{what}: `{'true' if given else 'false'}` is a boolean, and the option takes a number (it would be read as {int(given)}).", path + at, "write a number; `true` and `false` are no numbers.")
+                      for at, given in booleans]
+    return value, []
+
+
+def _booleans_as_numbers(given: Any, read: Any, at: Path = ()) -> Iterable[tuple[Path, bool]]:
+    """Where `given` (the options as written) holds `true` or `false` that the options model read
+    as a number (`hidden: [true]` as [1]): pydantic's lax ints and floats take booleans."""
+    if isinstance(given, bool):
+        if isinstance(read, (int, float)) and not isinstance(read, bool):
+            yield at, given
+    elif isinstance(given, dict) and isinstance(read, dict):
+        for key, item in given.items():
+            if key in read:
+                yield from _booleans_as_numbers(item, read[key], at + (key,))
+    elif isinstance(given, (list, tuple)) and isinstance(read, (list, tuple)) and len(given) == len(read):
+        for i, (item, got) in enumerate(zip(given, read)):
+            yield from _booleans_as_numbers(item, got, at + (i,))
 
 
 def plugin_manager() -> pluggy.PluginManager:

@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from unigen.cli import common
 from unigen.errors import UnigenError
@@ -127,8 +128,28 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors coded (S005) as every other error is; the subcommands'
+    parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: S005 {message.rstrip('.')}. Hint: see `{self.prog} --help`.\n")
+
+
+def _steps(text: str) -> int:
+    """`--steps N`: a whole number greater than 0, refused (S005) on the command line itself."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a whole number of steps, e.g. `--steps 100`") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {n}; expected a whole number greater than 0")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
+    parser = Parser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def spec_cmd(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -143,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec_cmd("show-config", cmd_show_config, "print the resolved spec (family defaults and overrides applied)")
     t = spec_cmd("compile-and-train", cmd_train, "compile a spec and train it, writing a run directory")
     t.add_argument("--out", help="run directory (default runs/<name>-<time>)")
-    t.add_argument("--steps", type=int, help="override train.steps")
+    t.add_argument("--steps", type=_steps, help="override train.steps")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override train.device")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard (needs `tensorboard`)")
@@ -191,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, with `dotted.key=value` overrides accepted anywhere after the spec
-    (`compile-and-train SPEC --steps 3 train.seed=1`), as Hydra users expect."""
+    (`compile-and-train SPEC --steps 3 train.seed=1`), as Hydra users expect: whatever is left
+    that is no option is an override (and one without `=` is S004, as the others' are)."""
     args, extra = parser.parse_known_args(argv)
-    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    overrides = [a for a in extra if not a.startswith("-")] if hasattr(args, "overrides") else [a for a in extra if "=" in a and not a.startswith("-")]
     rest = [a for a in extra if a not in overrides]
     if rest or (overrides and not hasattr(args, "overrides")):
         parser.error("unrecognized arguments: " + " ".join(rest or overrides))

@@ -62,14 +62,14 @@ def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = No
     given = copy.deepcopy(raw)
     overrides = overrides or []
     late: list[str] = []
-    if registry is not None and isinstance(apply_overrides(raw, [o for o in overrides if o.partition("=")[0].strip() == "family"], smap).get("family"), str):
+    if registry is not None and isinstance(apply_overrides(raw, [o for o in overrides if o.partition("=")[0].strip() == "family"], smap, overrides).get("family"), str):
         # An override may address what only the family fills in (`phases.elbo.repeats=2` on a
         # spec that names `family: vae` and no phases): such ones apply after the family.
         late = [o for o in overrides if not _applies(raw, o)]
-    doc = apply_overrides(raw, [o for o in overrides if o not in late], smap)
+    doc = apply_overrides(raw, [o for o in overrides if o not in late], smap, overrides)
     if registry is not None and isinstance(doc.get("family"), str):
         doc = registry.complete_family(doc, smap)
-    doc = apply_overrides(doc, late, smap)
+    doc = apply_overrides(doc, late, smap, overrides)
     return validate_document(doc, smap), smap, given
 
 
@@ -116,7 +116,7 @@ def pydantic_diagnostics(exc: ValidationError, doc: Any, prefix: Path = ()) -> l
             about = f" ({info.description})" if info is not None and info.description else ""
             missing[path] = len(out)
             out.append(Diagnostic("S003", f"missing required key `{loc[-1]}`{where}{about}.", path, f"add `{loc[-1]}: ...` here."))
-        elif kind == "reserved_name":  # a validator's own message and hint (models.py)
+        elif {"message", "hint"} <= set(err.get("ctx") or {}):  # a validator's own message and hint (models.py)
             out.append(Diagnostic("S002", str(err["ctx"]["message"]), path, str(err["ctx"]["hint"])))
         else:
             out.append(Diagnostic("S002", _value_message(err), path, _hint_for(kind)))

@@ -8,15 +8,58 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 if TYPE_CHECKING:
     pass
 
 
+def _no_boolean(value: Any) -> Any:
+    """Refuse `true`/`false` where a number is expected: pydantic would read them as 1 and 0
+    (`steps: true` as one step)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+        message = f"invalid value `{text}`, a boolean; expected a number."
+        raise PydanticCustomError("boolean_number", "{message}", {"message": message, "hint": "write a number, e.g. `1`; `true` and `false` are no numbers in a spec."})
+    return value
+
+
+NotBoolean = BeforeValidator(_no_boolean)
+
+
+# A whole number and a number that are not booleans; a positive whole number.
+Int = Annotated[int, NotBoolean]
+Float = Annotated[float, NotBoolean]
+PositiveInt = Annotated[int, Field(gt=0), NotBoolean]  # the constraint first: it stays the JSON Schema's
+
+
 # A size or count a tensor dimension holds: torch indexes most kernels with 32 bits.
-Size = Annotated[int, Field(gt=0, lt=2**31)]
+Size = Annotated[int, Field(gt=0, lt=2**31), NotBoolean]
+
+
+# The elements of one sample of a variable (the product of its shape): a batch of 128 samples
+# of this many float32 elements already takes 8 GiB.
+MAX_ELEMENTS = 2**24
+
+
+def _elements(shape: list[int]) -> list[int]:
+    """Refuse a shape whose samples hold more than MAX_ELEMENTS elements (its product)."""
+    n = math.prod(shape)
+    if n > MAX_ELEMENTS:
+        message = f"shape {shape} gives each sample {n} elements ({_bytes(4 * n)} as float32); expected at most {MAX_ELEMENTS} (2^24) elements per sample."
+        hint = "make the shape smaller: a variable's shape is one sample's event, e.g. [64] or [3, 32, 32]."
+        raise PydanticCustomError("too_many_elements", "{message}", {"message": message, "hint": hint})
+    return shape
+
+
+def _bytes(n: int) -> str:
+    size, unit = float(n), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024 or unit == "EiB":
+            break
+        size /= 1024
+    return f"{n} bytes" if unit == "bytes" else f"{size:.3g} {unit}"
 
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -83,7 +126,7 @@ class Prior(_Strict):
 
 class Variable(_Strict):
     observed: bool = Field(False, description="bound to a data field in the q-trace")
-    shape: list[Size] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
+    shape: Annotated[list[Size], AfterValidator(_elements)] = Field(min_length=1, description="event shape, e.g. [64] or [1, 8, 8]")
     prior: str | Prior | None = Field(
         None,
         description="registered distribution used as p(v) for a root, e.g. `normal`, `categorical`; or a learned density of the root, "
@@ -107,7 +150,7 @@ class Variable(_Strict):
 class Network(_Open):
     arch: str = Field(description="registered architecture, e.g. `mlp`; its options sit beside it")
     trainable: bool = Field(True, description="false: a fixed network that no phase updates")
-    ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the parameters, e.g. 0.999; the average draws samples and is evaluated")
+    ema: Annotated[float | None, NotBoolean] = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the parameters, e.g. 0.999; the average draws samples and is evaluated")
 
 
 class Edge(_Strict):
@@ -144,13 +187,13 @@ class Edge(_Strict):
 class TermRef(_Strict):
     term: str = Field(description="a registered term (`unigen plugins` lists them)")
     on: str | None = Field(None, description="edge the term is attached to, when the graph has several candidates")
-    weight: float = Field(1.0, description="the term's factor in the phase's loss")
+    weight: Float = Field(1.0, description="the term's factor in the phase's loss")
     options: dict[str, Finite] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
 
 
 class Optim(_Open):
     kind: str = Field("adam", description="registered optimizer: adam, adamw, sgd, rmsprop; torch options sit beside it")
-    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr: Float = Field(1e-3, gt=0, description="learning rate")
 
 
 class Phase(_Strict):
@@ -184,12 +227,12 @@ class Best(_Strict):
 class Train(_Strict):
     steps: PositiveInt = Field(1000, description="training steps; each runs every phase due (times its `repeats`)")
     batch_size: Size = Field(128, description="samples per batch, of data and of the p-trace")
-    seed: int = Field(0, ge=0, lt=2**63, description="seed of every random stream of the run (torch takes 64-bit seeds)")
+    seed: Int = Field(0, ge=0, lt=2**63, description="seed of every random stream of the run (torch takes 64-bit seeds)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`: CUDA when there is a GPU, else the CPU")
     log_every: PositiveInt = Field(100, description="steps between metric rows and log lines")
-    sample_every: int = Field(0, ge=0, description="steps between sample pictures; 0: only at the end")
-    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
-    eval_every: int = Field(0, ge=0, description="steps between metric evaluations; 0: only at the end")
+    sample_every: Int = Field(0, ge=0, description="steps between sample pictures; 0: only at the end")
+    checkpoint_every: Int = Field(0, ge=0, description="steps between checkpoints; 0: only at the end")
+    eval_every: Int = Field(0, ge=0, description="steps between metric evaluations; 0: only at the end")
     eval_samples: Size = Field(2500, description="samples drawn for sample-based metrics")
     on_nonfinite: Literal["raise", "skip", "rollback"] = Field(
         "raise",
@@ -207,7 +250,7 @@ class Train(_Strict):
 
 
 class Spec(_Strict):
-    unigen: Literal[1] = Field(description="spec format version")
+    unigen: Annotated[Literal[1], NotBoolean] = Field(description="spec format version")
     name: str = Field(pattern=SPEC_NAME)
     family: str | None = Field(None, description="registered family whose defaults fill what the spec leaves out")
     description: str = Field("", description="one line about the model")
@@ -227,7 +270,7 @@ class Spec(_Strict):
     @field_validator("variables", "networks")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [f"`{key}`" for key in value if not re.match(NAME, str(key))]
+        bad = [_shown(key) for key in value if not re.fullmatch(NAME, str(key))]
         if bad:
             raise ValueError(f"{', '.join(bad)} {'is not a valid name' if len(bad) == 1 else 'are not valid names'}; expected letters, digits and `_`, not starting with a digit")
         return value
@@ -258,6 +301,13 @@ def _reserved_network_name(name: str) -> PydanticCustomError:
     message = f"network name `{name}` {why}, so training could not store the network under it; expected a name that does not start with `_` and is no `nn.ModuleDict` attribute (such as `parameters`, `training`, `to`)."
     hint = f"rename the network, e.g. to `{other}`, and its uses in `net:` and `update:`."
     return PydanticCustomError("reserved_name", "{message}", {"message": message, "hint": hint})
+
+
+def _shown(name: Any) -> str:
+    """A name in backticks; one with whitespace or control characters as a quoted string with
+    escapes (`'decoder\\n'`), so that the message shows what is wrong with it."""
+    text = str(name)
+    return f"`{text}`" if text.isprintable() and text.strip() == text else f"`{text!r}`"
 
 
 def _kind_of(value: Any) -> str:

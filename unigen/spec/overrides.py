@@ -4,51 +4,59 @@ unknown keys refused (S004) with a did-you-mean."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
-from unigen.errors import Diagnostic, UnigenError, did_you_mean, dotted
+from unigen.errors import Diagnostic, Path, UnigenError, did_you_mean, dotted
 from unigen.spec.models import Data, Network, Optim, Spec, _kind_of
-from unigen.spec.source import SourceMap
-
-if TYPE_CHECKING:
-    pass
+from unigen.spec.source import SourceMap, ValueBoundError, load_value
 
 
-def apply_overrides(doc: dict[str, Any], overrides: list[str], smap: SourceMap | None = None) -> dict[str, Any]:
-    """Apply `dotted.key=value` overrides. List items are addressed by index or by `name`."""
+def apply_overrides(doc: dict[str, Any], overrides: list[str], smap: SourceMap | None = None, numbering: list[str] | None = None) -> dict[str, Any]:
+    """Apply `dotted.key=value` overrides. List items are addressed by index or by `name`.
+
+    With `smap`, each path an override sets is recorded there, so that a problem with its value
+    is located on the command line (as `override 2 ...`), numbered by its place in
+    `numbering` (the whole command line's overrides; by default `overrides`)."""
     doc = copy.deepcopy(doc)
     errors: list[Diagnostic] = []
+    numbering = overrides if numbering is None else numbering
     for item in overrides:
+        number = numbering.index(item) + 1 if item in numbering else 0
         key, sep, value_text = item.partition("=")
         if not sep or not key.strip():
-            errors.append(Diagnostic("S004", f"override `{item}` is not `dotted.key=value`.", hint="write e.g. `train.steps=200`."))
+            errors.append(Diagnostic("S004", f"override `{shorten(item)}` is not `dotted.key=value`.", hint="write e.g. `train.steps=200`."))
             continue
         try:
-            value = yaml.load(value_text, Loader=_override_loader()) if value_text.strip() else ""
-        except yaml.YAMLError:
-            value = value_text
+            value = load_value(value_text) if value_text.strip() else ""
+        except ValueBoundError as exc:
+            errors.append(Diagnostic("S004", f"override {number} `{shorten(item)}`: {exc}.", hint=exc.hint))
+            continue
         parts = key.strip().split(".")
-        err, hint = _set_path(doc, parts, value)
+        err, hint, at = _set_path(doc, parts, value)
         if err:
-            errors.append(Diagnostic("S004", f"override `{item}`: {err}", hint=hint or "see `unigen show-config SPEC` for the keys a spec has."))
+            errors.append(Diagnostic("S004", f"override `{shorten(item)}`: {err}", hint=hint or "see `unigen show-config SPEC` for the keys a spec has."))
+        elif smap is not None:
+            smap.override(at, number, shorten(item))
     if errors:
         raise UnigenError(errors)
     return doc
 
 
-def _override_loader() -> type:
-    from unigen.spec.source import _Loader
+def shorten(item: str, limit: int = 80) -> str:
+    """An override as messages show it: a long one cut to `limit` characters, ending in `...`;
+    control characters escaped, so that it stays on its line."""
+    text = item if item.isprintable() else repr(item)[1:-1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
-    return _Loader
 
-
-def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str]:
-    """Set `parts` in `doc`; on failure, (what is wrong; what was expected, hint)."""
+def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str, Path]:
+    """Set `parts` in `doc`; on failure, (what is wrong; what was expected, hint). The third
+    item is the path set, list items by index (`phases.gen` is `phases.1`)."""
     node = doc
     model: Any = Spec
+    at: list[str | int] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         here = dotted(parts[:i])
@@ -59,31 +67,34 @@ def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str]:
                 return (
                     f"no item `{part}` in `{here}`; expected an index below {len(node)}" + (" or an item's `name`." if names else "."),
                     did_you_mean(part, names) if names else f"use an index from 0 to {len(node) - 1}." if node else f"`{here}` is empty.",
+                    (),
                 )
+            at.append(idx)
             if last:
                 node[idx] = value
-                return "", ""
+                return "", "", tuple(at)
             node = node[idx]
             model = _element_model(model)
             continue
         if not isinstance(node, dict):
-            return f"`{here}` is {_kind_of(node)}, not a mapping, so it has no key `{part}`.", f"override `{here}` itself, e.g. `{here}=...`."
+            return f"`{here}` is {_kind_of(node)}, not a mapping, so it has no key `{part}`.", f"override `{here}` itself, e.g. `{here}=...`.", ()
         fields = _fields(model)
         open_kind = model in (Data, Network, Optim) or model is None
         if part not in node and fields is not None and part not in fields and not open_kind:
             where = f"`{here}`" if here else "the spec"
-            return f"unknown key `{part}` in {where}; expected one of its keys.", did_you_mean(part, list(fields))
+            return f"unknown key `{part}` in {where}; expected one of its keys.", did_you_mean(part, list(fields)), ()
+        at.append(part)
         if last:
             node[part] = value
-            return "", ""
+            return "", "", tuple(at)
         child = model[1] if isinstance(model, tuple) and model[0] == "dict" else _child_model(model, part)
         if part not in node and isinstance(child, tuple) and child[0] == "list":
             # `phases.gen.repeats=2` when the file has no `phases` (a family fills them in
             # later): there is no item to address yet.
-            return f"`{dotted(parts[: i + 1])}` is not in the spec file, so its items cannot be addressed.", f"write `{part}:` in the file, or override the whole list: `{dotted(parts[: i + 1])}=[...]`."
+            return f"`{dotted(parts[: i + 1])}` is not in the spec file, so its items cannot be addressed.", f"write `{part}:` in the file, or override the whole list: `{dotted(parts[: i + 1])}=[...]`.", ()
         node = node.setdefault(part, {})
         model = child
-    return "", ""
+    return "", "", tuple(at)
 
 
 def _list_index(items: list[Any], part: str) -> int | None:

@@ -47,13 +47,30 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|Tr
 
 @dataclass
 class SourceMap:
-    """Where each dotted path of a loaded document starts in its file."""
+    """Where each dotted path of a loaded document starts in its file, and which paths a
+    command-line override set: what is wrong there is located as `override 2 ...`."""
 
     file: str
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    overridden: dict[Path, tuple[int, str]] = field(default_factory=dict)  # path -> (number, `key=value`)
+
+    def override(self, path: Path, number: int, text: str) -> None:
+        """Record that override `number` (1-based) set `path`: what it replaced below is its own."""
+        for known in [p for p in self.overridden if p[: len(path)] == path]:
+            del self.overridden[known]
+        self.overridden[path] = (number, text)
+
+    def _override_at(self, path: Path) -> tuple[int, str] | None:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.overridden:
+                return self.overridden[path[:n]]
+        return None
 
     def locate(self, diag: Diagnostic) -> Diagnostic:
         path = tuple(diag.path)
+        given = self._override_at(path)
+        if given is not None:  # the value came from the command line, not from the file
+            return diag.located(f"override {given[0]} `{given[1]}`", 0, 0)
         # The nearest ancestor that exists in the file: a missing key is reported where
         # its parent mapping starts; what a family filled in (a whole top-level key the
         # file does not have) points at `family`.
@@ -67,7 +84,9 @@ class SourceMap:
 
     def error(self, diags: list[Diagnostic], exit_code: int = 2) -> UnigenError:
         located = [self.locate(d) for d in diags]
-        return UnigenError(sorted(located, key=lambda d: (d.line, d.col)), exit_code)  # in file order
+        numbers = {f"override {n} `{text}`": n for n, text in self.overridden.values()}
+        # in file order, then the command line's overrides in their order
+        return UnigenError(sorted(located, key=lambda d: (d.file in numbers, numbers.get(d.file, 0), d.line, d.col)), exit_code)
 
 
 _MAP, _SEQ, _MERGE, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "merge", "null"))
@@ -122,12 +141,82 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[Any, SourceMap]:
         data = walk.convert(node, ())
     except RecursionError:
         raise UnigenError([_too_deep(text, file)]) from None
+    except _Bound as exc:
+        raise UnigenError([_at(exc.node, "Y001", *_FILE_BOUNDS[exc.which], file)]) from None
     if walk.errors:
         unique = list(dict.fromkeys(walk.errors))  # an aliased node is walked once per use
         raise UnigenError(unique)
     if data is None:
         raise _empty(file)
     return data, smap
+
+
+class _Bound(Exception):
+    """A document past one of the bounds: `values` (too many), `aliases` (too many, through
+    aliases) or `depth` (nested too deeply), met at `node`."""
+
+    def __init__(self, which: str, node: yaml.Node) -> None:
+        super().__init__(which)
+        self.which, self.node = which, node
+
+
+_FILE_BOUNDS = {
+    "aliases": (f"the document expands to more than {MAX_VALUES} values through aliases; expected a spec of ordinary size.", "use fewer `*alias` references."),
+    "values": (f"the document holds more than {MAX_VALUES} values; expected a spec of ordinary size (a few hundred).", "a spec describes a model, not data: keep data in a dataset's files."),
+    "depth": (f"the document nests lists and mappings more than {MAX_DEPTH} levels deep here; expected a spec nested a few levels deep.", "flatten the nesting."),
+}
+
+
+# An override's value (`key=VALUE` on the command line) is one value of a spec: bounded in
+# characters before it is parsed, and in the values it holds once aliases are expanded.
+MAX_OVERRIDE_CHARS = 64 * 1024
+MAX_OVERRIDE_VALUES = 10_000
+
+
+class ValueBoundError(ValueError):
+    """An override's value past a bound; `str()` says which, and `hint` what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def load_value(text: str) -> Any:
+    """The YAML value of an override, read as spec files are (safe, YAML 1.2 scalars, aliases
+    expanded), within MAX_OVERRIDE_CHARS characters and MAX_OVERRIDE_VALUES values (ValueBoundError
+    names the bound it passes). Text that is no YAML, or holds what a spec refuses (a tag, a
+    recursive alias, a duplicate key), is taken as the text itself."""
+    if len(text) > MAX_OVERRIDE_CHARS:
+        raise ValueBoundError(f"the value is {len(text)} characters long; expected at most {MAX_OVERRIDE_CHARS} (a spec's value is a few characters, a list a few dozen)", "give a shorter value, or write it in the spec file.")
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError:  # a control character: the reader refuses it before parsing
+        return text
+    try:
+        node = loader.get_single_node()
+    except RecursionError:
+        raise ValueBoundError(*_VALUE_BOUNDS["depth"]) from None
+    except yaml.YAMLError:
+        return text
+    finally:
+        loader.dispose()
+    if node is None:  # only a comment
+        return None
+    walk = _Walk(loader, SourceMap("<override>"), MAX_OVERRIDE_VALUES)
+    try:
+        value = walk.convert(node, ())
+    except RecursionError:
+        raise ValueBoundError(*_VALUE_BOUNDS["depth"]) from None
+    except _Bound as exc:
+        raise ValueBoundError(*_VALUE_BOUNDS[exc.which]) from None
+    return text if walk.errors else value
+
+
+_VALUE_BOUNDS = {
+    "aliases": (f"the value expands to more than {MAX_OVERRIDE_VALUES} values through YAML aliases (`*name`); expected at most {MAX_OVERRIDE_VALUES} values", "use fewer `*alias` references, or none: write the value out."),
+    "values": (f"the value holds more than {MAX_OVERRIDE_VALUES} values; expected at most {MAX_OVERRIDE_VALUES} (an override sets one key of a spec)", "set a smaller value, or write it in the spec file."),
+    "depth": (f"the value nests lists and mappings more than {MAX_DEPTH} levels deep; expected one nested a few levels deep", "flatten the nesting."),
+}
 
 
 def _too_deep(text: str, file: str) -> Diagnostic:
@@ -187,8 +276,8 @@ def _show_tag(tag: str) -> str:
 class _Walk:
     """Node tree to plain data, recording where each dotted path starts."""
 
-    def __init__(self, loader: _Loader, smap: SourceMap) -> None:
-        self.loader, self.smap = loader, smap
+    def __init__(self, loader: _Loader, smap: SourceMap, limit: int = MAX_VALUES) -> None:
+        self.loader, self.smap, self.limit = loader, smap, limit
         self.errors: list[Diagnostic] = []
         self.active: set[int] = set()  # nodes on the current path: an alias back into one is a cycle
         self.count = 0
@@ -203,13 +292,11 @@ class _Walk:
         if id(node) in self.seen:
             self.aliased = True
         self.seen.add(id(node))
-        if self.count > MAX_VALUES:
-            if self.aliased:
-                raise UnigenError([_at(node, "Y001", f"the document expands to more than {MAX_VALUES} values through aliases; expected a spec of ordinary size.", self.smap.file, "use fewer `*alias` references.")])
-            raise UnigenError([_at(node, "Y001", f"the document holds more than {MAX_VALUES} values; expected a spec of ordinary size (a few hundred).", self.smap.file, "a spec describes a model, not data: keep data in a dataset's files.")])
+        if self.count > self.limit:
+            raise _Bound("aliases" if self.aliased else "values", node)
         self.smap.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if len(path) > MAX_DEPTH:
-            raise UnigenError([_at(node, "Y001", f"the document nests lists and mappings more than {MAX_DEPTH} levels deep here; expected a spec nested a few levels deep.", self.smap.file, "flatten the nesting.")])
+            raise _Bound("depth", node)
         if id(node) in self.active:
             self.error(node, "recursive alias: this value contains itself; expected a finite document.", "replace the `*alias` inside its own anchor.")
             return None
