@@ -424,3 +424,119 @@ def test_randomly_mutated_checkpoints_resume_or_are_refused_with_a_code(base_run
     assert len(outcomes) == FUZZ_CASES
     assert any(code == 0 for _, code in outcomes) and any(code != 0 for _, code in outcomes), outcomes
 
+
+
+# --------------------------------------- drawings, train.log on a full disk, run files' modes
+@pytest.mark.parametrize("fmt", ["dot", "svg"])
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_draw_output_that_is_a_fifo_or_a_directory_is_u002_and_stays(tmp_path: Path, cli, kind: str, fmt: str):
+    out = tmp_path / f"model.{fmt}"
+    os.mkfifo(out) if kind == "fifo" else out.mkdir()
+    code, _, err = cli("draw", GAN, "-o", out, "--engine", "matplotlib")
+    assert_coded(code, err, "U002")
+    says = "a fifo (named pipe)" if kind == "fifo" else "a directory"
+    assert code == 1 and f"cannot write `{out}`: it is {says}, not a regular file" in err and "Hint:" in err
+    assert (stat.S_ISFIFO if kind == "fifo" else stat.S_ISDIR)(os.stat(out).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left
+
+
+def test_draw_on_a_full_disk_is_u002_and_the_old_drawing_stays(tmp_path: Path, cli, monkeypatch):
+    out = tmp_path / "model.svg"
+    out.write_text("the old drawing")
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == out:
+            raise enospc()
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = cli("draw", GAN, "-o", out, "--engine", "matplotlib")
+    assert_coded(code, err, "U002")
+    assert code == 1 and f"cannot write `{out}`: No space left on device" in err
+    assert out.read_text() == "the old drawing" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    monkeypatch.undo()
+    code, stdout, err = cli("draw", GAN, "-o", out, "--engine", "matplotlib")
+    assert code == 0 and "(matplotlib)" in stdout, err
+    assert out.read_text().lstrip().startswith("<?xml") and "<svg" in out.read_text()
+
+
+@pytest.mark.parametrize("then", ["finishes", "checkpoint-fails"])
+def test_full_disk_on_train_log_is_one_warning_and_training_goes_on(run: Path, cli, monkeypatch, then: str):
+    """Each write to train.log fails (ENOSPC): one warning line, no logging tracebacks; the run
+    trains on, and a checkpoint that cannot be written then stops it (R002)."""
+    from unigen.runs import driver
+
+    real_open, real_save = driver.TrainLog._open, torch.save
+    writes: list[str] = []
+
+    def full_open(self):
+        stream = real_open(self)
+
+        def write(text: str) -> int:
+            writes.append(text)
+            raise enospc()
+
+        stream.write = write
+        return stream
+
+    def save(obj, f, *a, **k):
+        if isinstance(obj, dict) and obj.get("step") == 6:
+            raise enospc()
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(driver.TrainLog, "_open", full_open)
+    if then == "checkpoint-fails":
+        monkeypatch.setattr(torch, "save", save)
+    before = (run / "train.log").read_bytes()
+    code, _, err = resume(cli, run)
+    warned = [line for line in err.splitlines() if "train.log" in line]
+    assert len(warned) == 1 and warned[0] == f"warning: R002 cannot write `{run / 'train.log'}`: No space left on device; training goes on without its log (metrics.csv and the checkpoints are still written). Hint: free space on that disk.", err
+    assert "Logging error" not in err and "Traceback" not in err and len(writes) == 1  # the log stopped at its first failure
+    assert (run / "train.log").read_bytes() == before
+    if then == "finishes":
+        assert code == 0, err
+        assert last(run) == "step_00000008.pt" and steps_of(run) == [2, 4, 4, 6, 8, 8]
+        return
+    assert code == 1 and "R002 cannot write" in err and "step_00000006.pt` (the checkpoint)" in err
+    assert last(run) == "step_00000004.pt" and not (run / "checkpoints" / "step_00000006.pt").exists()
+    monkeypatch.undo()  # space again: the same command continues from step 4, and logs again
+    code, _, err = resume(cli, run)
+    assert code == 0 and "train.log" not in err, err
+    assert last(run) == "step_00000008.pt" and steps_of(run) == [2, 4, 4, 6, 8, 8]
+    assert (run / "train.log").read_bytes().startswith(before) and b"resumed" in (run / "train.log").read_bytes()[len(before):]
+
+
+@pytest.fixture
+def umask():
+    """Set the process's umask for one test; the old one comes back."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def test_run_files_get_the_mode_the_umask_gives(run: Path, cli, umask):
+    umask(0o022)
+    code, _, err = resume(cli, run)
+    assert code == 0, err
+    written = ["summary.json", "metrics.csv", "checkpoints/last", "checkpoints/step_00000006.pt", "checkpoints/step_00000008.pt", "samples/step_00000008.png"]
+    assert {name: oct(stat.S_IMODE(os.stat(run / name).st_mode)) for name in written} == dict.fromkeys(written, "0o644")
+
+
+@pytest.mark.parametrize("proc", ["/proc", "no /proc"])
+def test_atomic_writes_follow_the_umask(tmp_path: Path, umask, monkeypatch, proc: str):
+    from unigen.runs.checkpoints import save_checkpoint
+
+    if proc == "no /proc":  # the umask read by setting it and putting it back
+        def no_proc(*a, **k):
+            raise OSError(errno.ENOENT, "no /proc here")
+
+        monkeypatch.setattr(rundir, "open", no_proc, raising=False)
+    (tmp_path / "checkpoints").mkdir()
+    for mask, mode in ((0o002, 0o664), (0o027, 0o640), (0o022, 0o644)):
+        umask(mask)
+        assert rundir.current_umask() == mask and os.umask(mask) == mask  # read, and left as it was
+        rundir.write_run_file(tmp_path / "summary.json", "{}")
+        ckpt = save_checkpoint(tmp_path, {"step": mask})
+        for path in (tmp_path / "summary.json", ckpt, tmp_path / "checkpoints" / "last"):
+            assert stat.S_IMODE(os.stat(path).st_mode) == mode, (oct(mask), path)

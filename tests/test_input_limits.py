@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
+import unigen
 from unigen import hookimpl
 from unigen.api.kinds import Bound, Term
 from unigen.api.registry import load_registry
@@ -232,3 +233,14 @@ def test_limits_plugin_registering_a_non_term_is_p006_and_the_rest_work(tmp_path
         compile_file(write(tmp_path, edit("terms: [elbo]}", "terms: [elbo, five]}")), [], reg)
     (g,) = info.value.diagnostics
     assert g.code == "G001" and "unknown term `five`" in g.message and "careless" in g.hint  # its plugin failed, and says so
+
+
+@pytest.mark.parametrize(("spec", "override", "path"), [
+    ("made-digits", "networks.made.hidden=[0]", "networks.made.hidden.0"),
+    ("realnvp-ring", "networks.flow.hidden=[64, 0]", "networks.flow.hidden.1"),
+    ("cogan-digits", "networks.g.shared_hidden=[-4]", "networks.g.shared_hidden.0"),
+])
+def test_every_architectures_widths_must_be_positive(spec: str, override: str, path: str, registry) -> None:
+    diags = unigen.validate(ROOT / "specs" / f"{spec}.yaml", [override])
+    assert [(d.code, dotted(d.path)) for d in diags] == [("G016", path)]
+    assert "greater than 0" in diags[0].message

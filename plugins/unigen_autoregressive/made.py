@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from unigen.api.kinds import Arch, Options
@@ -30,7 +30,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU,
 
 
 class MADEOptions(Options):
-    hidden: list[int] = Field([500], min_length=1, description="widths of the masked hidden layers")
+    hidden: list[PositiveInt] = Field([500], min_length=1, description="widths of the masked hidden layers")
     activation: Literal["relu", "tanh", "elu", "gelu", "softplus"] = Field("relu", description="nonlinearity after each hidden layer")
 
 

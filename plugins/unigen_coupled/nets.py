@@ -13,7 +13,7 @@ import re
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 from unigen_std.nets import ACTIVATIONS, MLP, OUT
 
@@ -45,8 +45,8 @@ class SharedOptions(Options):
 
     ports: list[str] = Field(min_length=2, description="the ports' names (at least two), e.g. `[a, b]`: an edge names one as `net: g.a`")
     share: Literal["first", "last"] = Field("first", description="first: the shared layers come first, then each port's own (CoGAN's generators: a common trunk from z, a branch per domain); last: each port's own layers, then the shared ones including the output layer (CoGAN's discriminators: a branch per domain, a common head giving the logit)")
-    shared_hidden: list[int] = Field([256], description="widths of the shared hidden layers; `[]`: nothing is shared, each port is an MLP of its own (a baseline without coupling)")
-    own_hidden: list[int] = Field([256], description="widths of each port's own hidden layers")
+    shared_hidden: list[PositiveInt] = Field([256], description="widths of the shared hidden layers; `[]`: nothing is shared, each port is an MLP of its own (a baseline without coupling)")
+    own_hidden: list[PositiveInt] = Field([256], description="widths of each port's own hidden layers")
     activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = Field("relu", description="nonlinearity after each hidden layer")
     out_activation: Literal["none", "tanh", "sigmoid"] = Field("none", description="applied to the output of every port, e.g. sigmoid for images in [0, 1]")
 

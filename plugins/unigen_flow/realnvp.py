@@ -15,7 +15,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from unigen.api.kinds import Arch, Options
@@ -25,7 +25,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh":
 
 class RealNVPOptions(Options):
     couplings: int = Field(8, ge=1, description="affine coupling layers; successive ones transform alternate halves")
-    hidden: list[int] = Field([64, 64], description="hidden widths of each coupling's MLP (scale and shift)")
+    hidden: list[PositiveInt] = Field([64, 64], description="hidden widths of each coupling's MLP (scale and shift)")
     activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = Field("relu", description="nonlinearity of the coupling MLPs")
     scale_clamp: float = Field(3.0, gt=0, description="bound c of each coupling's log-scale: s = c * tanh(s_raw / c)")
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from unigen.errors import UnigenError, exception_text
-from unigen.runs.rundir import atomic_write, not_regular, write_error
+from unigen.runs.rundir import atomic_write, file_mode, not_regular, write_error
 
 
 def checkpoint_name(step: int) -> str:
@@ -33,6 +33,7 @@ def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:
     except OSError as exc:
         raise write_error(path, exc, " (the checkpoint)") from exc
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 whatever the umask says
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import shlex
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -155,11 +157,52 @@ def _trainer(program: Any, world: distributed.World, registry: Registry) -> Trai
         raise UnigenError(diags, exc.exit_code) from exc.__cause__
 
 
+class TrainLog(logging.FileHandler):
+    """train.log. A write that fails (a full disk, a read-only file system) is one R002 warning
+    line on stderr, not logging's "--- Logging error ---" traceback per record; the log then
+    stops and training goes on (a checkpoint that cannot be written stops it, R002)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)  # opened at the first record
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            self._give_up(exc)
+        else:
+            super().handleError(record)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # the last records' flush on a full disk
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        """One warning line, then no more writes to the file."""
+        if self.failed:
+            return
+        self.failed = True
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        try:
+            if stream is not None:
+                stream.close()  # what is still buffered cannot be written either
+        except OSError:
+            pass
+        fix = "free space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else f"make `{self.baseFilename}` writable"
+        print(f"warning: R002 cannot write `{self.baseFilename}`: {exc.strerror or exc}; training goes on without its log (metrics.csv and the checkpoints are still written). Hint: {fix}.", file=sys.stderr)
+
+
 def _logger(run: Path, quiet: bool) -> logging.Logger:
     log = logging.getLogger(f"unigen.run.{run}")
     log.setLevel(logging.INFO)
     log.propagate = False
-    fh = logging.FileHandler(run / "train.log")
+    fh = TrainLog(run / "train.log")
     fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(fh)
     return log

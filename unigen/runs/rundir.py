@@ -119,6 +119,26 @@ def remove_temporaries(run: Path) -> list[Path]:
     return gone
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc/self/status);
+    elsewhere set and put back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the umask (0644 under 022), for files made by mkstemp."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write `path` whole or not at all (a temporary file in its folder, then a rename). A path
     that is a directory, a fifo or a device is refused (OSError): a rename would replace it."""
@@ -128,6 +148,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise OSError(errno.EISDIR if kind == "a directory" else errno.EEXIST, f"it is {kind}, not a regular file", str(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 whatever the umask says
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

@@ -21,6 +21,7 @@ same edges with the same styles. `.dot` output is the Graphviz source and needs 
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ import networkx as nx
 
 from unigen.errors import UnigenError
 from unigen.graph.model import ModelGraph
+from unigen.runs.rundir import atomic_write, not_regular
 
 ADVERSARIAL_COLOR = "#d62728"  # red
 
@@ -179,14 +181,16 @@ def dot_binary() -> str | None:
     return shutil.which("dot")
 
 
-def _render_dot(d: Drawing, out: Path, fmt: str, dot: str) -> None:
+def _render_dot(d: Drawing, fmt: str, dot: str) -> bytes:
+    """The picture Graphviz renders, as bytes (written by `_write`, whole or not at all)."""
     try:
         dpi = ["-Gdpi=150"] if fmt == "png" else []  # the same resolution as the matplotlib PNG
-        res = subprocess.run([dot, f"-T{fmt}", *dpi, "-o", str(out)], input=to_dot(d), text=True, capture_output=True, timeout=60)
+        res = subprocess.run([dot, f"-T{fmt}", *dpi], input=to_dot(d).encode(), capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         raise UnigenError.one("U001", f"Graphviz (`{dot}`) could not be run: {exc}.", (), "use `--engine matplotlib`, or reinstall Graphviz.", exit_code=1) from None
     if res.returncode != 0:
-        raise UnigenError.one("U001", f"Graphviz (`{dot}`) failed: {res.stderr.strip()}.", (), "use `--engine matplotlib`, or reinstall Graphviz.", exit_code=1)
+        raise UnigenError.one("U001", f"Graphviz (`{dot}`) failed: {res.stderr.decode(errors='replace').strip()}.", (), "use `--engine matplotlib`, or reinstall Graphviz.", exit_code=1)
+    return res.stdout
 
 
 def layout(d: Drawing) -> dict[str, tuple[float, float]]:
@@ -356,30 +360,51 @@ def _radius(n: Node) -> float:
     return 0.34 + 0.1 * max(0, n.sublabel.count("\n"))
 
 
-def _render_matplotlib(d: Drawing, out: Path, fmt: str) -> None:
+def _render_matplotlib(d: Drawing, fmt: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig = figure(d)
-    fig.savefig(out, format=fmt, bbox_inches="tight", dpi=150)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=fmt, bbox_inches="tight", dpi=150)
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _cannot_write(out: Path, why: str) -> UnigenError:
+    return UnigenError.one("U002", f"cannot write `{out}`: {why}.", (), "choose an output path in a writable directory (a new file, or a regular file to replace).", exit_code=1)
+
+
+def _write(out: Path, data: bytes | str) -> None:
+    """`out` whole or not at all; a fifo, a directory or a device there is refused and stays."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, data)
+    except OSError as exc:
+        raise _cannot_write(out, exc.strerror or str(exc)) from None
 
 
 def draw(graph: ModelGraph, out: Path, engine: str = "auto", notes: dict[str, str] | None = None) -> str:
     """Write the drawing to `out` (format from its suffix); returns the engine used. `notes`:
-    a compiled program's `notes`, what each link's objective says of itself."""
+    a compiled program's `notes`, what each link's objective says of itself. A fifo, a directory
+    or a device at `out` is refused (U002) before anything is drawn: it is never opened."""
+    out = Path(out)
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise UnigenError.one("U002", f"cannot draw to `{out}`: unknown format `.{fmt}`; expected one of {', '.join('.' + f for f in FORMATS)}.", (), "name the output e.g. `model.svg` or `model.png`.")
+    kind = not_regular(out, follow=False)
+    if kind:
+        raise _cannot_write(out, f"it is {kind}, not a regular file")
     d = describe(graph, notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
-        out.write_text(to_dot(d), encoding="utf-8")
+        _write(out, to_dot(d))
         return "dot-source"
     dot = dot_binary()
     if engine == "graphviz" and dot is None:
         raise UnigenError.one("U001", "`--engine graphviz`: the Graphviz `dot` program is not on the PATH.", (), "install Graphviz (e.g. `apt-get install graphviz`), or use `--engine auto` for the matplotlib drawing.", exit_code=1)
     if engine in ("auto", "graphviz") and dot is not None:
-        _render_dot(d, out, fmt, dot)
+        _write(out, _render_dot(d, fmt, dot))
         return "graphviz"
-    _render_matplotlib(d, out, fmt)
+    _write(out, _render_matplotlib(d, fmt))
     return "matplotlib"

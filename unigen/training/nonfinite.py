@@ -156,4 +156,5 @@ def _all_finite(params: list[torch.Tensor]) -> torch.Tensor:
     """One flag on the parameters' device: every parameter finite (a NaN or an infinity makes
     its norm so)."""
     with torch.no_grad():
-        return torch.isfinite(torch.stack(torch._foreach_norm([p.detach() for p in params], ord=math.inf))).all()
+        tensors = [p.detach() for p in params if p.numel()]  # an empty tensor has no infinity norm
+        return torch.isfinite(torch.stack(torch._foreach_norm(tensors, ord=math.inf))).all() if tensors else torch.tensor(True)
