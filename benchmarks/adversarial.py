@@ -24,12 +24,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import tempfile
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
+
+ROOT = common.ROOT
 IW = "phases.generator.terms=[{term: adversarial.g, options: {importance_weighted: true}}]"
 NO_R1 = "edges.1.options={}"  # the discriminator without its R1 penalty
 
@@ -64,16 +67,8 @@ SINGLE_SEED = {"single"}
 def one_run(job: tuple[str, str, tuple[str, ...], int, int | None]) -> tuple[dict[str, float], float]:
     """Train one configuration on one seed in this process; its summary metrics and wall time."""
     _label, spec, overrides, seed, steps = job
-    import torch
-
-    torch.set_num_threads(1)
-    import unigen
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run = unigen.train(ROOT / "specs" / f"{spec}.yaml", [*overrides, f"train.seed={seed}"], out=f"{tmp}/run", steps=steps)
-        seconds = time.perf_counter() - start
-        return run.summary["metrics"], seconds
+    run = common.train(spec, seed, overrides, steps=steps, threads=1, device=None)
+    return run.metrics, run.seconds
 
 
 def cell(values: list[float]) -> str:

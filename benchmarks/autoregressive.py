@@ -7,7 +7,13 @@ best checkpoints, against independent Bernoulli pixels at their training means.
 Each spec is trained in full by `unigen.train` at its own settings (only `train.seed` changes);
 the NLL is `test_nelbo` at `checkpoints/best` (the lowest of the spec's evaluations), which for a
 model without latents is the exact -log p(x) averaged over the test split, in nats. The table is
-printed and written to benchmarks/results/autoregressive.md.
+printed and written to benchmarks/results/autoregressive.md, its values to autoregressive.json.
+
+    OMP_NUM_THREADS=1 python benchmarks/autoregressive.py --check
+
+`--check` trains the stored table's specs again at its seed (writing nothing) and exits 1 with
+a table of what moved when a value left its tolerance: the NLLs by 0.02 nats, the best step and
+the parameter count exactly (TOLERANCE below; the runs are bit-deterministic on the CPU).
 """
 
 from __future__ import annotations
@@ -15,15 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
-import time
+import shlex
+import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
+
+ROOT = common.ROOT
+RESULTS = common.RESULTS
+SCRIPT = "benchmarks/autoregressive.py"
 SPECS = ("made-digits", "pixelcnn-digits")
+# --check: how far a value may move from the stored one (nats for the NLLs).
+TOLERANCE = {"best": 0.02, "final": 0.02, "best_step": 0, "steps": 0, "parameters": 0, "baseline": 0.01}
 
 NOTE = """
 Digits: scikit-learn's 8x8 digits, binarised at 0.5, the project's fixed split (1,438 training and
@@ -50,25 +62,37 @@ def baseline_nll(train: torch.Tensor, test: torch.Tensor) -> float:
     return float(-(t * p.log() + (1 - t) * (1 - p).log()).sum(1).mean())
 
 
-def train_one(name: str, seed: int, out: Path) -> dict:
-    import unigen
+def train_one(name: str, seed: int, steps: int | None = None) -> dict:
+    def read(run) -> dict:  # noqa: ANN001
+        dataset = run.model.dataset
+        return {"baseline": baseline_nll(dataset.train["x"], dataset.test["x"]), "parameters": sum(p.numel() for p in run.model.nets.parameters())}
 
-    start = time.perf_counter()
-    run = unigen.train(ROOT / "specs" / f"{name}.yaml", [f"train.seed={seed}"], out=out, device="cpu")
-    seconds = time.perf_counter() - start
-    best = run.summary.get("best") or {}
-    dataset = run.model.dataset
+    done = common.train(name, seed, steps=steps, then=read)
+    best = done.summary.get("best") or {}
     return {
         "name": name,
         "best": float(best["value"]),
         "best_step": int(best["step"]),
-        "final": float(run.summary["metrics"]["test_nelbo"]),
-        "steps": int(run.summary["steps"]),
-        "train_seconds": float(run.summary["train_seconds"]),
-        "seconds": seconds,
-        "baseline": baseline_nll(dataset.train["x"], dataset.test["x"]),
-        "parameters": sum(p.numel() for p in run.model.nets.parameters()),
+        "final": float(done.metrics["test_nelbo"]),
+        "steps": int(done.summary["steps"]),
+        "train_seconds": float(done.summary["train_seconds"]),
+        "seconds": done.seconds,
+        **done.extra,
     }
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.specs:
+        row = train_one(name, args.seed, args.steps)
+        print(f"{name}: best test_nelbo {row['best']:.3f} at step {row['best_step']}, final {row['final']:.3f}, baseline {row['baseline']:.3f} ({row['seconds']:.0f} s)", flush=True)
+        rows.append(row)
+    return rows
+
+
+def values(rows: list[dict], seed: int) -> dict[str, float]:
+    return {common.key(r["name"], seed, k): r[k] for r in rows for k in TOLERANCE}
 
 
 def render(rows: list[dict], seed: int, threads: int, load: float) -> str:
@@ -85,25 +109,32 @@ def render(rows: list[dict], seed: int, threads: int, load: float) -> str:
     return "\n".join(lines) + "\n" + NOTE
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--specs", nargs="+", default=list(SPECS), choices=SPECS)
-    parser.add_argument("--out", default=str(RESULTS / "autoregressive.md"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--specs", nargs="+", default=list(SPECS), choices=SPECS)
+    ap.add_argument("--steps", type=int, default=None, help="steps per run (default: the spec's own)")
+    ap.add_argument("--out", default=str(RESULTS / "autoregressive.md"))
+    ap.add_argument("--check", action="store_true", help=common.CHECK_HELP)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.check:
+        def rerun(stored: dict) -> dict[str, float]:
+            again = common.again(ap, stored, args)
+            return values(measure(again), again.seed)
+
+        return common.check(args.out, SCRIPT, TOLERANCE, rerun)
     load = os.getloadavg()[0]
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.specs:
-            row = train_one(name, args.seed, Path(tmp) / name)
-            print(f"{name}: best test_nelbo {row['best']:.3f} at step {row['best_step']}, final {row['final']:.3f}, baseline {row['baseline']:.3f} ({row['seconds']:.0f} s)", flush=True)
-            rows.append(row)
+    rows = measure(args)
     text = render(rows, args.seed, args.threads, load)
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    command = ("python benchmarks/autoregressive.py " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
+    common.write(args.out, text, script=SCRIPT, command=command, opts=common.options(args), values=values(rows, args.seed), tolerance=TOLERANCE)
     return 0
 
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
-import time
+import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
+
+ROOT = common.ROOT
+RESULTS = common.RESULTS
 ROWS = {
     "avb-toy": ("avb-toy", []),
     "avb-digits": ("avb-digits", []),
@@ -38,18 +40,13 @@ direction (AVB's implicit posterior at least as good as the VAE's Gaussian one) 
 
 
 def run(row: str, seed: int) -> tuple[dict[str, float], float]:
-    import unigen
-
     spec, overrides = ROWS[row]
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        handle = unigen.train(ROOT / "specs" / f"{spec}.yaml", [*overrides, f"train.seed={seed}"], out=f"{tmp}/run", device="cpu")
-        seconds = time.perf_counter() - start
-        best = handle.summary.get("best") or {}
-        metrics = dict(handle.summary["metrics"])
-        if best.get("value") is not None:
-            metrics["best_" + best.get("metric", "")] = best["value"]
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, seconds
+    done = common.train(spec, seed, overrides)
+    best = done.summary.get("best") or {}
+    metrics = dict(done.metrics)
+    if best.get("value") is not None:
+        metrics["best_" + best.get("metric", "")] = best["value"]
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, done.seconds
 
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -20,16 +20,15 @@ import multiprocessing
 import os
 import statistics
 import sys
-import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
-import unigen
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = common.ROOT
 SPEC = ROOT / "specs" / "cogan-digits.yaml"
 VARIANTS = {
     "shared (CoGAN)": [],
@@ -44,13 +43,8 @@ METRICS = ("pair_agreement", "pair_agreement_shuffled", "pair_kappa", "pair_agre
 
 
 def run(variant: str, seed: int, overrides: list[str], threads: int) -> tuple[str, int, dict[str, float], float, int]:
-    torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        out = unigen.train(SPEC, [f"train.seed={seed}", *VARIANTS[variant], *overrides], out=f"{tmp}/run")
-        seconds = time.perf_counter() - start
-        params = sum(p.numel() for p in out.model.nets.parameters())
-        return variant, seed, out.summary["metrics"], seconds, params
+    done = common.train(SPEC, seed, [*VARIANTS[variant], *overrides], threads=threads, device=None, then=lambda run: sum(p.numel() for p in run.model.nets.parameters()))
+    return variant, seed, done.metrics, done.seconds, done.extra
 
 
 def table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int], params: dict[str, int]) -> str:

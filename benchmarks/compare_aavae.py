@@ -16,27 +16,23 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import tempfile
-import time
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
-import unigen
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = common.ROOT
 SPECS = ("vae-digits", "aa-vae-digits")
 METRICS = ("test_nelbo", "test_recon", "test_kl")
 
 
 def run(name: str, seed: int, overrides: list[str], threads: int) -> tuple[str, int, dict[str, float], float]:
-    torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        out = unigen.train(ROOT / "specs" / f"{name}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run")
-        seconds = time.perf_counter() - start
-        return name, seed, out.summary["metrics"], seconds
+    done = common.train(name, seed, overrides, threads=threads, device=None)
+    return name, seed, done.metrics, done.seconds
 
 
 def table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int]) -> str:

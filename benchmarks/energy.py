@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import tempfile
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
+
+ROOT = common.ROOT
+RESULTS = common.RESULTS
 H20 = "variables.h.shape=[20]"
 CD10 = "samplers.m.steps=10"
 PCD = "samplers.m.persistent=true"
@@ -50,25 +53,20 @@ RUNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 def one(key: str, steps: int | None, chains: int, betas: int, threads: int) -> dict:
     """Train one configuration and score it: exact (from training) and AIS (afterwards)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    import unigen
-
-    label, spec, overrides = RUNS[key]
-    out = Path(tempfile.mkdtemp(prefix=f"energy-{key}-")) / "run"
-    start = time.perf_counter()
-    run = unigen.train(ROOT / "specs" / f"{spec}.yaml", [*overrides, "train.seed=0"], out=out, steps=steps)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ais = run.evaluate(["ais"], {"ais": {"chains": chains, "betas": betas, "seed": 0}})
-    ais_s = time.perf_counter() - start
     from unigen_energy.metrics import bernoulli_baseline
 
-    model = run.model
-    train = model.observed_batch(model.dataset.train)["v"]
-    test = model.observed_batch(model.dataset.test)["v"]
-    return {"key": key, "label": label, "steps": run.summary["steps"], "train_s": train_s, "ais_s": ais_s, **run.summary["metrics"], **ais, "baseline": bernoulli_baseline(train, test), "rows": (len(train), len(test))}
+    def score(run) -> dict:  # noqa: ANN001  (AIS on the last checkpoint, before the run directory goes)
+        start = time.perf_counter()
+        ais = run.evaluate(["ais"], {"ais": {"chains": chains, "betas": betas, "seed": 0}})
+        ais_s = time.perf_counter() - start
+        model = run.model
+        train = model.observed_batch(model.dataset.train)["v"]
+        test = model.observed_batch(model.dataset.test)["v"]
+        return {"ais_s": ais_s, **ais, "baseline": bernoulli_baseline(train, test), "rows": (len(train), len(test))}
+
+    label, spec, overrides = RUNS[key]
+    done = common.train(spec, 0, overrides, steps=steps, threads=threads, device=None, then=score)
+    return {"key": key, "label": label, "steps": done.summary["steps"], "train_s": done.seconds, **done.metrics, **done.extra}
 
 
 NOTES = """Reading: with an effective sample size near the number of chains, what separates AIS and reverse AIS

@@ -11,22 +11,34 @@ distance of the high-quality samples to their mode over the data's own (1: as sp
 data; near 0: modes collapsed to points, which the high-quality share alone would reward). Each row starts from
 specs/gan-ring.yaml or specs/gan-grid.yaml (the rows with several generators from
 specs/madgan-* and specs/multigen-*) and changes only what its label says. The table goes
-to benchmarks/results/mixtures.md with the command that made it.
+to benchmarks/results/mixtures.md with the command that made it, and every run's values to
+mixtures.json beside it.
+
+    python benchmarks/mixtures.py --check --jobs 2       # the stored table's runs again
+
+`--check` runs the options stored in mixtures.json again and exits 1, with a table of what
+moved, when a value left its tolerance: modes exactly, the high-quality share by 0.5
+percentage points, the spread by 0.02 (see benchmarks/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
 import os
+import shlex
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
+
+ROOT = common.ROOT
+SCRIPT = "benchmarks/mixtures.py"
+# --check: how far a value may move from the stored one (the runs are bit-deterministic on the CPU).
+TOLERANCE = {"modes_captured": 0, "hq_fraction": 0.005, "hq_spread": 0.02}
 
 PLAIN = ["edges.1.options.r1=0"]
 SPEC_STEPS = {"ring": 10000, "grid": 20000}  # specs/gan-ring.yaml and specs/gan-grid.yaml
@@ -80,54 +92,56 @@ Published (same protocol; VEEGAN Table 1, Srivastava et al. 2017; GDPP, Elfeki e
 
 def one(job: tuple[str, str, list[str], int, int | None, int]) -> tuple[str, str, int, dict[str, float], float]:
     label, data, overrides, seed, steps, threads = job
-    import torch
-
-    import unigen
-
-    torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run = unigen.train(ROOT / "specs" / f"{BASE.get(label, 'gan')}-{data}.yaml", [f"train.seed={seed}", *overrides], out=f"{tmp}/run", steps=steps, device="cpu")
-        metrics = run.summary["metrics"]
-    return label, data, seed, metrics, time.perf_counter() - start
+    run = common.train(f"{BASE.get(label, 'gan')}-{data}", seed, overrides, steps=steps, threads=threads)
+    return label, data, seed, run.metrics, run.seconds
 
 
-def cell(values: list[float], fmt: str) -> str:
-    """Median [min–max]; a NaN (spread of a run without a high-quality sample) is left out and
-    counted."""
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return "—"
-    med = statistics.median(finite)
-    text = fmt.format(med) if len(finite) == 1 else fmt.format(med) + " [" + fmt.format(min(finite)) + "–" + fmt.format(max(finite)) + "]"
-    return text + (f" ({len(values) - len(finite)} run(s) without one)" if len(finite) < len(values) else "")
+cell = common.cell
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short runs: 1,500 steps on the ring, 3,000 on the grid (the specs: 10,000 and 20,000)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--data", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
-    parser.add_argument("--only", nargs="*", help="labels (or prefixes) of the rows to run")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
-    parser.add_argument("--steps-ring", type=int, default=None, help="steps per ring run (default: the spec's 10,000; 1,500 with --quick)")
-    parser.add_argument("--steps-grid", type=int, default=None, help="steps per grid run (default: the spec's 20,000; 3,000 with --quick)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mixtures.md"))
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short runs: 1,500 steps on the ring, 3,000 on the grid (the specs: 10,000 and 20,000)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--data", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
+    ap.add_argument("--only", nargs="*", help="labels (or prefixes) of the rows to run")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel, one torch thread each")
+    ap.add_argument("--steps-ring", type=int, default=None, help="steps per ring run (default: the spec's 10,000; 1,500 with --quick)")
+    ap.add_argument("--steps-grid", type=int, default=None, help="steps per grid run (default: the spec's 20,000; 3,000 with --quick)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mixtures.md"))
+    ap.add_argument("--check", action="store_true", help=common.CHECK_HELP)
+    return ap
+
+
+def selection(args: argparse.Namespace) -> tuple[dict[str, list[str] | dict[str, list[str]]], dict[str, int | None]]:
+    """The rows and the steps per data set that `args` ask for."""
     configs = {k: v for k, v in CONFIGS.items() if not args.only or any(k.startswith(o) for o in args.only)}
     steps = {"ring": 1500, "grid": 3000} if args.quick else {"ring": None, "grid": None}
-    steps = {"ring": args.steps_ring or steps["ring"], "grid": args.steps_grid or steps["grid"]}
+    return configs, {"ring": args.steps_ring or steps["ring"], "grid": args.steps_grid or steps["grid"]}
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[tuple[str, str], list[tuple[int, dict[str, float], float]]], list[str]]:
+    """(row, data) -> [(seed, metrics, seconds)], and a line per run as it ended."""
+    configs, steps = selection(args)
     jobs = [(label, data, ov[data] if isinstance(ov, dict) else ov, seed, steps[data], 1) for label, ov in configs.items() for data in args.data for seed in args.seeds]
     jobs.sort(key=lambda job: SPEC_STEPS[job[1]], reverse=True)  # the long runs first: the pool ends sooner
-    results: dict[tuple[str, str], list[tuple[dict[str, float], float]]] = {}
+    results: dict[tuple[str, str], list[tuple[int, dict[str, float], float]]] = {}
     per_seed: list[str] = []
-    start = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else _Serial() as pool:
-        for label, data, seed, metrics, secs in pool.imap_unordered(one, jobs):
-            results.setdefault((label, data), []).append((metrics, secs))
-            line = f"{label} | {data} seed {seed}: modes {metrics['modes_captured']:.0f}, HQ {100 * metrics['hq_fraction']:.1f}%, spread {metrics.get('hq_spread', math.nan):.2f} ({secs:.0f} s)"
-            per_seed.append(line)
-            print(line, flush=True)
+    for label, data, seed, metrics, secs in common.imap(one, jobs, args.jobs):
+        results.setdefault((label, data), []).append((seed, metrics, secs))
+        line = f"{label} | {data} seed {seed}: modes {metrics['modes_captured']:.0f}, HQ {100 * metrics['hq_fraction']:.1f}%, spread {metrics.get('hq_spread', math.nan):.2f} ({secs:.0f} s)"
+        per_seed.append(line)
+        print(line, flush=True)
+    return results, per_seed
+
+
+def values(results: dict[tuple[str, str], list[tuple[int, dict[str, float], float]]]) -> dict[str, float]:
+    """What --check compares: each run's modes, high-quality share and spread."""
+    return {common.key(f"{label}, {data}", seed, k): m.get(k, math.nan) for (label, data), rs in results.items() for seed, m, _ in sorted(rs, key=lambda r: r[0]) for k in TOLERANCE}
+
+
+def render(args: argparse.Namespace, results: dict[tuple[str, str], list[tuple[int, dict[str, float], float]]], per_seed: list[str], command: str, seconds: float) -> str:
+    configs, steps = selection(args)
     header = "| objective / technique | " + " | ".join(f"{d} modes | {d} HQ | {d} spread | {d} s/run" for d in args.data) + " |"
     lines = [header, "|---|" + "---:|---:|---:|---:|" * len(args.data)]
     for label in configs:
@@ -135,36 +149,34 @@ def main(argv: list[str] | None = None) -> int:
         for data in args.data:
             rs = results.get((label, data), [])
             cells += [
-                cell([m["modes_captured"] for m, _ in rs], "{:.0f}"),
-                cell([100 * m["hq_fraction"] for m, _ in rs], "{:.1f}%"),
-                cell([m.get("hq_spread", math.nan) for m, _ in rs], "{:.2f}"),
-                f"{statistics.median(s for _, s in rs):.0f}",
+                cell([m["modes_captured"] for _, m, _ in rs], "{:.0f}"),
+                cell([100 * m["hq_fraction"] for _, m, _ in rs], "{:.1f}%"),
+                cell([m.get("hq_spread", math.nan) for _, m, _ in rs], "{:.2f}"),
+                f"{statistics.median(s for _, _, s in rs):.0f}",
             ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     import torch
 
-    command = "python benchmarks/mixtures.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = (
-        f"# GAN objectives and techniques on the 2-D mixtures\n\n`{command.strip()}`\n\n"
+    return (
+        f"# GAN objectives and techniques on the 2-D mixtures\n\n`{command}`\n\n"
         f"Median over seeds {args.seeds} [min–max]; {', '.join(f'{d} {steps[d] or SPEC_STEPS[d]:,} steps per run' + ('' if steps[d] is None else ' (the spec: ' + f'{SPEC_STEPS[d]:,})') for d in args.data)}; "
         f"2,500 samples scored; one torch thread per run, {args.jobs} run(s) at a time on {os.cpu_count()} CPU cores; torch {torch.__version__}; "
-        f"{time.perf_counter() - start:.0f} s in all. Spread: the high-quality samples' RMS distance to their mode over the data's (1: as the data).\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED + "\nEvery run:\n\n" + "\n".join(f"- {line}" for line in sorted(per_seed)) + "\n"
+        f"{seconds:.0f} s in all. Spread: the high-quality samples' RMS distance to their mode over the data's (1: as the data).\n\n" + "\n".join(lines) + "\n\n" + PUBLISHED + "\nEvery run:\n\n" + "\n".join(f"- {line}" for line in sorted(per_seed)) + "\n"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.check:
+        return common.check(args.out, SCRIPT, TOLERANCE, lambda stored: values(measure(common.again(ap, stored, args))[0]))
+    start = time.perf_counter()
+    results, per_seed = measure(args)
+    command = ("python benchmarks/mixtures.py " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
+    text = render(args, results, per_seed, command, time.perf_counter() - start)
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    common.write(args.out, text, script=SCRIPT, command=command, opts=common.options(args), values=values(results), tolerance=TOLERANCE)
     return 0
-
-
-class _Serial:
-    def __enter__(self) -> "_Serial":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap_unordered(self, fn, jobs):  # type: ignore[no-untyped-def]
-        return map(fn, jobs)
 
 
 if __name__ == "__main__":

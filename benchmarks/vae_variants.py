@@ -22,12 +22,14 @@ import argparse
 import json
 import multiprocessing
 import statistics
-import tempfile
-import time
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -68,16 +70,8 @@ Commands (each adds its runs to vae_variants.json and rewrites this file from al
 
 def train_one(job: tuple[str, int, int, int, tuple[str, ...]]) -> tuple[str, int, dict[str, float], float]:
     name, seed, steps, threads, extra = job
-    torch.set_num_threads(threads)
-    import unigen
-
-    overrides = [*extra, f"train.seed={seed}"] + ([f"train.steps={steps}"] if steps else [])
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run = unigen.train(ROOT / "specs" / f"{name}.yaml", overrides, out=f"{tmp}/run", device="cpu")
-        seconds = time.perf_counter() - start
-        metrics = run.summary["metrics"]
-    return name, seed, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, seconds
+    run = common.train(name, seed, [*extra] + ([f"train.steps={steps}"] if steps else []), threads=threads)
+    return name, seed, {k: float(v) for k, v in run.metrics.items() if isinstance(v, (int, float))}, run.seconds
 
 
 def fmt(values: list[float], digits: int) -> str:
