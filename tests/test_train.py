@@ -17,8 +17,8 @@ from unigen.runs.driver import train_run
 from unigen.training.trainer import Trainer
 
 # Specs whose data are local files (a `path`, or MNIST from the data folder): trained on generated
-# files in tests/test_images.py and tests/test_mnist.py, as no test needs the real data.
-LOCAL_DATA = {s for s in SPECS if "path" in (data := yaml.safe_load(s.read_text()).get("data") or {}) or data.get("source") == "mnist"}
+# files in tests/test_images.py, tests/test_mnist.py and tests/test_stacked_mnist.py, as no test needs the real data.
+LOCAL_DATA = {s for s in SPECS if "path" in (data := yaml.safe_load(s.read_text()).get("data") or {}) or data.get("source") in ("mnist", "stacked_mnist")}
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])

@@ -1,5 +1,6 @@
 """Images: convolutional architectures (DCGAN generator and discriminator, the convolutional
-encoder and decoder of VAE-style models) and local image data (MNIST: IDX files or mnist.pkl.gz; image folders)."""
+encoder and decoder of VAE-style models), local image data (MNIST: IDX files or mnist.pkl.gz;
+Stacked MNIST built from them; image folders) and Stacked MNIST's mode count."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from unigen import hookimpl
 
-from . import data, mnist, nets
+from . import data, mnist, nets, stacked
 
 
 @hookimpl
@@ -21,4 +22,10 @@ def unigen_register_networks(register: Any) -> None:
 @hookimpl
 def unigen_register_datasets(register: Any) -> None:
     register("mnist", mnist.MNIST())
+    register("stacked_mnist", stacked.StackedMNIST())
     register("image_folder", data.ImageFolder())
+
+
+@hookimpl
+def unigen_register_metrics(register: Any) -> None:
+    register("stacked_modes", stacked.StackedModes())

