@@ -3,6 +3,7 @@ log-likelihood by quadrature that scores models with a latent of at most two dim
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -66,7 +67,7 @@ def linear_gaussian(registry):
 
 def test_quadrature_nll_equals_the_linear_gaussian_closed_form(registry):
     model, exact = linear_gaussian(registry)
-    metric = registry.get("metrics", "nll_quadrature")
+    metric = copy.copy(registry.get("metrics", "nll_quadrature"))  # options set below stay on this copy
     with torch.no_grad():
         got = metric.compute(model)["test_nll_quadrature"]
     assert got == pytest.approx(float(exact.mean()), abs=2e-3)
@@ -78,7 +79,7 @@ def test_quadrature_nll_equals_the_linear_gaussian_closed_form(registry):
 
 def test_decoder_ais_approaches_the_linear_gaussian_closed_form(registry):
     model, exact = linear_gaussian(registry)
-    metric = registry.get("metrics", "decoder_ais")
+    metric = copy.copy(registry.get("metrics", "decoder_ais"))
     assert metric.applies(model)
     metric.options = metric.Options(examples=20, chains=16, betas=500, leapfrog=5)
     out = metric.compute(model)
