@@ -70,3 +70,15 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (a module opts in with `pytestmark`): small models run
+    faster so, and two workers do not oversubscribe a 2-core machine."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

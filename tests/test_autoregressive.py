@@ -29,15 +29,7 @@ from unigen_autoregressive.made import MADEArch, MADEOptions
 from unigen_autoregressive.pixelcnn import PixelCNNArch, PixelCNNOptions
 from unigen_autoregressive.rules import first_violation
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these small networks gain nothing from two, and two threads on a busy
-    machine's two cores slow every step down many times."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 @pytest.fixture

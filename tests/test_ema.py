@@ -24,12 +24,7 @@ SMALL = ["train.log_every=3", "train.eval_samples=300", "train.sample_every=4", 
 EMA = [*SMALL, "networks.generator.ema=0.9"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 def params(net: torch.nn.Module) -> list[torch.Tensor]:

@@ -23,13 +23,7 @@ D = torch.float64
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one intra-op thread is much faster than several on a busy machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 def rbm(a: int, b: int, std: float, bias: str = "both", seed: int = 0) -> torch.nn.Module:

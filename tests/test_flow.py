@@ -33,16 +33,6 @@ def flow_registry() -> Registry:
     return reg if reg.has("distributions", "flow") else load_registry(extra=[unigen_flow])
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread for a test of many small operations (a second thread only adds
-    synchronisation, and a lot of it on a loaded machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def perturbed(module: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.Module:
     """`module` in float64 with its parameters moved off their start (a coupling starts as the
     identity), by about `scale` of each layer's own size."""

@@ -30,12 +30,7 @@ from unigen.training.trainer import Trainer
 SIZES = {"train": 20, "valid": 6, "test": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 @pytest.fixture(autouse=True)

@@ -58,13 +58,7 @@ class PoisonPlugin:
         register("poison", Poison())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: quick on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,7 @@ GAN_OPTS = ["train.log_every=3", "train.eval_samples=200", "train.sample_every=4
 VAE_OPTS = ["train.log_every=3", "train.eval_samples=200", "train.sample_every=4", "networks.encoder.hidden=[32]", "networks.decoder.hidden=[32]", "train.batch_size=32"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as in the fresh processes below: quick on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 def train(spec: Path, opts: list[str], out: Path, steps: int, registry, **kw: Any) -> Path:

@@ -23,13 +23,7 @@ from unigen.compiler.compiler import compile_file
 from unigen.errors import UnigenError
 from unigen.runs.evaluate import configured_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: torch on one thread
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import math
 
 import torch
 from pydantic import Field
+from unigen_vae.ais import decoder_plan
 
 from unigen.api.contexts import ModelView
 from unigen.api.kinds import Metric, Options, TermError
@@ -23,21 +24,14 @@ class QuadratureOptions(Options):
 def _plan(model: ModelView) -> tuple[str, list[str]] | None:
     """(z, observed) when the p-trace is z ~ normal with shape [d <= 2] and every observed variable
     has a generative edge with density from z alone; None otherwise."""
-    graph = model.program.graph
-    observed = [v for v, var in graph.variables.items() if var.observed]
-    edges = [graph.into(v, "generative") for v in observed]
-    if not observed or any(e is None for e in edges):
+    plan = decoder_plan(model)
+    if plan is None:
         return None
-    parents = {p for e in edges for p in e.parents}  # type: ignore[union-attr]
-    if len(parents) != 1:
+    z, edges = plan
+    shape = model.program.graph.variables[z].shape
+    if len(shape) != 1 or shape[0] > 2:
         return None
-    (z,) = parents
-    var = graph.variables[z]
-    if var.observed or var.prior_name != "normal" or len(var.shape) != 1 or var.shape[0] > 2 or graph.p_source(z) != "prior":
-        return None
-    if not all(getattr(model.program.kinds.get("distributions", e.dist), "has_density", False) for e in edges):  # type: ignore[union-attr]
-        return None
-    return z, observed
+    return z, [e.child for e in edges]  # type: ignore[misc]
 
 
 class QuadratureNLL(Metric):
