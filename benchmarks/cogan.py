@@ -16,11 +16,9 @@ process with --threads torch threads (same results as one at a time: each run is
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -45,6 +43,11 @@ METRICS = ("pair_agreement", "pair_agreement_shuffled", "pair_kappa", "pair_agre
 def run(variant: str, seed: int, overrides: list[str], threads: int) -> tuple[str, int, dict[str, float], float, int]:
     done = common.train(SPEC, seed, [*VARIANTS[variant], *overrides], threads=threads, device=None, then=lambda run: sum(p.numel() for p in run.model.nets.parameters()))
     return variant, seed, done.metrics, done.seconds, done.extra
+
+
+def run_job(job: tuple) -> tuple:
+    """`run` of one job tuple (what `common.imap` hands a spawned process)."""
+    return run(*job)
 
 
 def table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int], params: dict[str, int]) -> str:
@@ -102,13 +105,8 @@ def main() -> int:
         print(f"{variant} seed {seed}: pair_agreement {metrics['pair_agreement']:.3f} (shuffled {metrics['pair_agreement_shuffled']:.3f}), label MI {metrics['pair_label_mi']:.3f} (shuffled {metrics['pair_label_mi_shuffled']:.3f}), pair_error {metrics['pair_error']:.4f} (shuffled {metrics['pair_error_shuffled']:.4f}) ({took:.0f} s)", flush=True)
 
     jobs = [(v, seed, overrides, args.threads) for seed in args.seeds for v in VARIANTS]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in as_completed([pool.submit(run, *job) for job in jobs]):
-                record(*done.result())
-    else:
-        for job in jobs:
-            record(*run(*job))
+    for result in common.imap(run_job, jobs, args.jobs):  # in this process, or in --jobs spawned ones
+        record(*result)
     text = table(results, args.seeds, params) + reading(results, args.seeds)
     real = statistics.median(results[v][s]["pair_agreement_real"] for v in VARIANTS for s in args.seeds)
     note = (

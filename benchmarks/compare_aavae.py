@@ -14,10 +14,8 @@ process with --threads torch threads (same results as one at a time: each run is
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -33,6 +31,11 @@ METRICS = ("test_nelbo", "test_recon", "test_kl")
 def run(name: str, seed: int, overrides: list[str], threads: int) -> tuple[str, int, dict[str, float], float]:
     done = common.train(name, seed, overrides, threads=threads, device=None)
     return name, seed, done.metrics, done.seconds
+
+
+def run_job(job: tuple) -> tuple:
+    """`run` of one job tuple (what `common.imap` hands a spawned process)."""
+    return run(*job)
 
 
 def table(results: dict[str, dict[int, dict[str, float]]], seeds: list[int]) -> str:
@@ -71,13 +74,8 @@ def main() -> int:
         print(f"{name} seed {seed}: test_nelbo {metrics['test_nelbo']:.3f} ({took:.0f} s)", flush=True)
 
     jobs = [(name, seed, overrides, args.threads) for seed in args.seeds for name in SPECS]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in as_completed([pool.submit(run, *job) for job in jobs]):
-                record(*done.result())
-    else:
-        for job in jobs:
-            record(*run(*job))
+    for result in common.imap(run_job, jobs, args.jobs):  # in this process, or in --jobs spawned ones
+        record(*result)
     text = table(results, args.seeds)
     wins = sum(results[SPECS[1]][s]["test_nelbo"] < results[SPECS[0]][s]["test_nelbo"] for s in args.seeds)
     note = (

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from conftest import assert_equal
 
 ROOT = Path(__file__).resolve().parents[1]
 GAN = ROOT / "specs" / "gan-ring.yaml"
@@ -101,21 +102,6 @@ def ended(pid: int, deadline: float, report: dict[str, Any]) -> bool:
 def rows(run: Path) -> list[dict[str, str]]:
     """metrics.csv without its times."""
     return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader((run / "metrics.csv").open())]
-
-
-def assert_equal(a: Any, b: Any, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_equal(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_equal(x, y, f"{where}.{i}")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def test_kill_9_at_random_moments_then_the_restart_line_ends_as_an_uninterrupted_run(tmp_path: Path):

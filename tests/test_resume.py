@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, assert_equal
 
 from unigen.errors import UnigenError
 from unigen.runs.checkpoints import load_checkpoint, newest_checkpoint
@@ -37,22 +37,6 @@ def train(spec: Path, opts: list[str], out: Path, steps: int, registry, **kw: An
 
 def final_state(run: Path) -> dict[str, Any]:
     return load_checkpoint(run / "checkpoints" / (run / "checkpoints" / "last").read_text().strip())
-
-
-def assert_equal(a: Any, b: Any, where: str = "state") -> None:
-    """Recursively equal; tensors with torch.equal (bit for bit)."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_equal(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_equal(x, y, f"{where}.{i}")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def loss_rows(run: Path) -> dict[str, dict[str, str]]:
