@@ -34,7 +34,7 @@ import common  # noqa: E402
 
 ROOT = common.ROOT
 IW = "phases.generator.terms=[{term: adversarial.g, options: {importance_weighted: true}}]"
-NO_R1 = "edges.1.options={}"  # the discriminator without its R1 penalty
+NO_R1 = "~edges.1.options"  # the discriminator without its R1 penalty
 
 # set -> [(label, spec, overrides, metrics shown)]
 SETS: dict[str, list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]] = {

@@ -51,11 +51,11 @@ CONFIGS: dict[str, list[str] | dict[str, list[str]]] = {
     "hinge": ["edges.1.objective=hinge", *PLAIN],
     "least_squares": ["edges.1.objective=least_squares", *PLAIN],
     "wasserstein (clip 0.01, RMSProp 5e-5, 5 critic steps)": [
-        "edges.1.objective=wasserstein", "edges.1.options={clip: 0.01}", *CRITIC5,
-        "phases.discriminator.optim={kind: rmsprop, lr: 5e-5}", "phases.generator.optim={kind: rmsprop, lr: 5e-5}",
+        "edges.1.objective=wasserstein", "~edges.1.options", "+edges.1.options={clip: 0.01}", *CRITIC5,  # `~` then `+`: replaced, not merged
+        "~phases.discriminator.optim", "+phases.discriminator.optim={kind: rmsprop, lr: 5e-5}", "~phases.generator.optim", "+phases.generator.optim={kind: rmsprop, lr: 5e-5}",
     ],
     "wgan_gp (lambda 10, 5 critic steps)": [
-        "edges.1.objective=wgan_gp", "edges.1.options={gp: 10}", *CRITIC5,
+        "edges.1.objective=wgan_gp", "~edges.1.options", "+edges.1.options={gp: 10}", *CRITIC5,
         "phases.discriminator.optim={kind: adam, lr: 1e-4, betas: [0.5, 0.9]}", "phases.generator.optim={kind: adam, lr: 1e-4, betas: [0.5, 0.9]}",
     ],
     "nonsaturating + R1 (the spec)": [],

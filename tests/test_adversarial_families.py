@@ -88,7 +88,7 @@ def test_adversarial_spec_trains_a_few_steps(name, tmp_path, registry):
 
 @pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
 def test_iw_generator_loss_matches_hand_formula(registry, objective):
-    program, model, _ = build(registry, GAN, [IW, f"edges.1.objective={objective}", "edges.1.options={}"])
+    program, model, _ = build(registry, GAN, [IW, f"edges.1.objective={objective}", "~edges.1.options"])
     gen, disc = model.nets["generator"], model.nets["discriminator"]
     n = 64
 
@@ -101,7 +101,7 @@ def test_iw_generator_loss_matches_hand_formula(registry, objective):
 
     ours = term_loss(program, model, "generator", None, n)
     assert abs(num(ours) - num(hand())) < TOL
-    plain = term_loss(*compile_and_model(registry, GAN, [f"edges.1.objective={objective}", "edges.1.options={}"], model), "generator", None, n)
+    plain = term_loss(*compile_and_model(registry, GAN, [f"edges.1.objective={objective}", "~edges.1.options"], model), "generator", None, n)
     assert abs(num(ours) - num(plain)) > 1e-6  # the weights change the loss
     same_grads(term_loss(program, model, "generator", None, n), hand(), gen)
     assert "each sample weighted by w = D/(1-D) normalised over the batch (detached)" in program.phases[1].terms[0].bound.formula
@@ -129,7 +129,7 @@ def test_iw_weights_are_detached_and_normalised(registry):
 
 
 def test_iw_on_a_conditional_link_matches_hand_formula(registry):
-    program, model, batch = build(registry, CGAN, [IW, "edges.1.options={}"])
+    program, model, batch = build(registry, CGAN, [IW, "~edges.1.options"])
     gen, disc = model.nets["generator"], model.nets["discriminator"]
     y = batch["y"]
     torch.manual_seed(SEED)
@@ -142,7 +142,7 @@ def test_iw_on_a_conditional_link_matches_hand_formula(registry):
 
 def test_iw_with_a_trainable_real_side_weights_it_by_the_inverse_ratio(registry):
     # ALI: the encoder's pairs play the fake role with labels swapped, weighted by (1-D)/D.
-    program, model, batch = build(registry, ALI, [IW, "edges.2.options={}"])
+    program, model, batch = build(registry, ALI, [IW, "~edges.2.options"])
     gen, enc, disc = model.nets["generator"], model.nets["encoder"], model.nets["discriminator"]
     x = batch["x"]
     torch.manual_seed(SEED)
@@ -156,7 +156,7 @@ def test_iw_with_a_trainable_real_side_weights_it_by_the_inverse_ratio(registry)
 
 
 def test_iw_refuses_an_objective_without_a_probability(registry):
-    text = compile_errors(registry, GAN, [IW, "edges.1.objective=hinge", "edges.1.options={}"])
+    text = compile_errors(registry, GAN, [IW, "edges.1.objective=hinge", "~edges.1.options"])
     assert "G014" in text and "objective `hinge`" in text and "objective: nonsaturating" in text
 
 
@@ -173,7 +173,7 @@ def vaegan_noise(model, x: torch.Tensor, seed: int = SEED):
 
 
 def test_vaegan_discriminator_loss_judges_prior_draws_and_reconstructions(registry):
-    program, model, batch = build(registry, VAEGAN, ["edges.2.options={}"])
+    program, model, batch = build(registry, VAEGAN, ["~edges.2.options"])
     dec, disc = model.nets["decoder"], model.nets["discriminator"]
     x = batch["x"]
     zp, zq, _ = vaegan_noise(model, x)

@@ -224,3 +224,29 @@ def test_overrides_are_accepted_after_options(cli, tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             cli(*args)
         assert info.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_overrides_before_the_spec_and_several_files_to_validate(cli, tmp_path):
+    vae, gan = ROOT / "specs" / "vae-digits.yaml", ROOT / "specs" / "gan-ring.yaml"
+    code, out, err = cli("show-config", "train={steps: 7}", vae, "~train.best", "+networks.encoder.dropout=0.1")
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    assert resolved["train"]["steps"] == 7 and resolved["train"]["batch_size"] == 128  # merged, not reset
+    assert resolved["train"].get("best") is None and resolved["networks"]["encoder"]["dropout"] == 0.1
+    code, out, err = cli("validate", "train.steps=5", vae, gan)
+    assert code == 0, err
+    assert out.splitlines() == [f"{vae}: ok — 2 variables, 2 edges, 2 networks, 1 phases", f"{gan}: ok — 2 variables, 2 edges, 2 networks, 2 phases"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(vae.read_text().replace("steps: 3000", "steps: many"))
+    code, out, err = cli("validate", vae, bad, gan)
+    assert code == 2
+    assert out.splitlines() == [f"{vae}: ok — 2 variables, 2 edges, 2 networks, 1 phases", f"{gan}: ok — 2 variables, 2 edges, 2 networks, 2 phases"]
+    assert f"{bad}:" in err and "S002" in err and f"{bad}: 1 problem found." in err
+
+
+def test_version(cli, capsys):
+    from unigen import __version__
+
+    with pytest.raises(SystemExit) as info:
+        cli("--version")
+    assert info.value.code == 0 and capsys.readouterr().out == f"unigen {__version__}\n"

@@ -48,7 +48,7 @@ def test_avb_term_needs_q_pairs_against_prior_draws(registry):
 def linear_gaussian(registry):
     """A decoder x = W z + b + N(0, 0.3^2 I), z ~ N(0, I_2), and its exact test NLL: p(x) = N(b, W W^T + s^2 I)."""
     spec = ROOT / "specs" / "vae-digits.yaml"
-    overrides = ["data={source: ring2d, n_train: 100, n_test: 50}", "variables.x.shape=[2]", "variables.z.shape=[2]", "edges.0.dist=normal", "networks.decoder.hidden=[]", "train.best=null", "train.eval_every=0"]
+    overrides = ["~data", "+data={source: ring2d, n_train: 100, n_test: 50}", "variables.x.shape=[2]", "variables.z.shape=[2]", "edges.0.dist=normal", "networks.decoder.hidden=[]", "train.best=null", "train.eval_every=0"]
     program = compile_file(spec, overrides, registry=registry).program
     model = Model(program, torch.device("cpu"))
     W = torch.tensor([[0.8, -0.3], [0.2, 0.5]])

@@ -331,9 +331,9 @@ def test_both_specs_compile_into_their_three_traces():
 @pytest.mark.parametrize(
     ("overrides", "code", "message"),
     [
-        (["samplers={q: {kind: mean_field}}"], "G022", "undirected factor `f_v_h` (v, h) has no sampler: nothing draws the model's own values, which training compares the data with."),
-        (["samplers.m={kind: mean_field}"], "G022", "sampler `mean_field` cannot fill the sampler trace `m`; it fills q-trace `q`."),
-        (["samplers.q={kind: gibbs}"], "G022", "sampler `gibbs` cannot fill the q-trace `q`; it fills sampler trace `m`."),
+        (["~samplers", "+samplers={q: {kind: mean_field}}"], "G022", "undirected factor `f_v_h` (v, h) has no sampler: nothing draws the model's own values, which training compares the data with."),
+        (["~samplers.m", "+samplers.m={kind: mean_field}"], "G022", "sampler `mean_field` cannot fill the sampler trace `m`; it fills q-trace `q`."),
+        (["~samplers.q", "+samplers.q={kind: gibbs}"], "G022", "sampler `gibbs` cannot fill the q-trace `q`; it fills sampler trace `m`."),
         (["samplers.m.init=zeros"], "G016", "sampler `gibbs`: Input should be 'data' or 'noise' (got 'zeros')."),
         (["phases.0.terms=[contrastive_divergence@f_v_h]"], "G015", "term `contrastive_divergence` applies to the whole model and takes no `@f_v_h`."),
     ],

@@ -121,6 +121,16 @@ def test_offline_metrics_run_in_training_only_when_named(runs, registry, tmp_pat
     assert set(json.loads((run / "summary.json").read_text())["metrics"]) == {"iwae_nll", "iwae_nelbo", "iwae_k", "iwae_examples"}
 
 
+def test_metric_options_in_the_spec_apply_in_training_and_evaluate(cli, registry, tmp_path):
+    run = train_run(ROOT / "specs" / "vae-digits.yaml", ["metrics=[{metric: iwae, options: {k: 3, examples: 40}}]", "train.log_every=2"], out=str(tmp_path / "opts"), steps=2, device="cpu", registry=registry, quiet=True)
+    trained = json.loads((run / "summary.json").read_text())["metrics"]
+    assert (trained["iwae_k"], trained["iwae_examples"]) == (3, 40)
+    m = evaluate_json(cli, run, "--metric", "iwae")["metrics"]
+    assert (m["iwae_k"], m["iwae_examples"]) == (3, 40) and m["iwae_nll"] == pytest.approx(trained["iwae_nll"], abs=1e-4)
+    m = evaluate_json(cli, run, "--metric", "iwae", "--option", "iwae.k=4")["metrics"]
+    assert (m["iwae_k"], m["iwae_examples"]) == (4, 40)  # the command line wins, key by key
+
+
 def test_best_keeper_min_max_and_missing_metric():
     warnings: list[str] = []
     low = BestKeeper("loss", "min", warnings.append)

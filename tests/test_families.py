@@ -10,6 +10,7 @@ metrics.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -309,6 +310,19 @@ def test_cond_accuracy_real_is_one_nearest_neighbour(registry):
     nearest = torch.cdist(x, tx).argmin(1)
     assert abs(out["cond_accuracy_real"] - num((ty[nearest] == y).double().mean())) < TOL
     assert 0 <= out["cond_accuracy"] <= 1
+
+
+def test_cond_accuracy_can_read_labels_with_the_trained_classifier(registry):
+    program, model, _ = build(registry, CGAN)
+    metric = copy.copy(registry.get("metrics", "cond_accuracy"))
+    metric.options = metric.Options(reader="classifier")
+    out = metric.compute(model)
+    # the real test images read by the classifier: its own test accuracy, which it reports beside
+    assert out["cond_accuracy_real"] == pytest.approx(out["cond_reader_accuracy"], abs=1e-6)
+    assert out["cond_reader_accuracy"] > 0.9
+    assert 0 <= out["cond_accuracy"] <= 1
+    with pytest.raises(ValueError):
+        metric.Options(reader="knn")
 
 
 def test_cond_accuracy_applies_only_to_conditional_generators(registry):

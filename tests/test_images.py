@@ -174,7 +174,7 @@ def test_mnist_bad_magic_wrong_sizes_and_truncation(tmp_path, registry):
 
 def test_dcgan_mnist_trains_on_local_files(tmp_path, registry):
     write_mnist(tmp_path / "m", n_train=16, n_test=4)
-    run = train_run(ROOT / "specs" / "dcgan-mnist.yaml", [f"data.path={tmp_path / 'm'}", "train.batch_size=8", "networks.generator.base=8", "networks.discriminator.base=8"], out=str(tmp_path / "run"), steps=2, device="cpu", registry=registry, quiet=True)
+    run = train_run(ROOT / "specs" / "dcgan-mnist.yaml", [f"data.path={tmp_path / 'm'}", "train.batch_size=8", "networks.generator.base=8", "networks.discriminator.base=8", "metrics=[]"], out=str(tmp_path / "run"), steps=2, device="cpu", registry=registry, quiet=True)
     assert (run / "summary.json").exists()
 
 

@@ -189,7 +189,7 @@ def test_limits_bad_override_values_are_located_on_the_command_line(cli, tmp_pat
 def test_limits_command_line_mistakes_are_coded(cli, capsys):
     code, _, err = cli("validate", VAE, "train.seed=1", "train.steps")  # a word with no `=`: an override, S004
     coded(code, err)
-    assert "S004 override `train.steps` is not `dotted.key=value`." in err
+    assert "S004 override `train.steps` is not `dotted.key=value`, `+key=value`, `++key=value` or `~key`." in err
     for args, says in ((["compile-and-train", VAE, "--steps", "abc", "train.seed=1"], "argument --steps: invalid value 'abc'; expected a whole number of steps"),
                        (["compile-and-train", VAE, "train.seed=1", "--steps", "0"], "argument --steps: invalid value 0; expected a whole number greater than 0"),
                        (["compile-and-train", VAE, "train.seed=1", "--bogus"], "unrecognized arguments: --bogus"),

@@ -405,6 +405,50 @@ def test_override_into_a_list_the_family_fills_in(registry):
     assert spec.networks["encoder"].options["hidden"] == [16]
 
 
+def test_override_with_a_mapping_merges_into_the_mapping_there():
+    spec, _, _ = parse_spec(GAN, "spec.yaml", ["train={steps: 5}", "train.optim={lr: 2e-3, betas: [0.5, 0.9]}"])
+    assert spec.train.steps == 5 and spec.train.optim.lr == pytest.approx(2e-3)
+    assert spec.train.batch_size == 64 and spec.train.optim.kind == "adam"  # the rest of `train` stays as written
+    assert spec.train.optim.options["betas"] == [0.5, 0.9]
+    # a list or a scalar still replaces
+    spec, _, _ = parse_spec(GAN, "spec.yaml", ["networks.generator.hidden=[8]"])
+    assert spec.networks["generator"].options["hidden"] == [8]
+
+
+def test_override_deletes_with_tilde_and_adds_with_plus():
+    spec, _, _ = parse_spec(GAN, "spec.yaml", ["~train.optim", "+train.optim={kind: sgd, lr: 0.5}"])
+    assert (spec.train.optim.kind, spec.train.optim.lr, spec.train.optim.options) == ("sgd", 0.5, {})
+    spec, _, _ = parse_spec(GAN, "spec.yaml", ["+train.optim.betas=[0.5, 0.9]", "~train.optim.betas=[0.5, 0.9]", "+networks.generator.dropout=0.1"])
+    assert "betas" not in spec.train.optim.options and spec.networks["generator"].options["dropout"] == 0.1
+    spec, _, _ = parse_spec(GAN, "spec.yaml", ["++train.steps=9", "++networks.discriminator.dropout=0.2"])
+    assert spec.train.steps == 9 and spec.networks["discriminator"].options["dropout"] == 0.2
+    spec, _, _ = parse_spec(GAN, "spec.yaml", ["~phases.generator"])
+    assert [p.name for p in spec.phases] == ["discriminator"]
+
+
+@pytest.mark.parametrize(
+    "override, message, hint",
+    [
+        ("+train.steps=5", "`train.steps` is already set (to 100); `+` adds only a key that is not there.", "set it with `train.steps=...` (or `++train.steps=...`)."),
+        ("~train.best", "`train.best` is not set, so there is nothing to delete.", "unigen show-config SPEC"),
+        ("~train.steps=7", "`train.steps` holds 100, not 7, so it is not deleted.", "write `~train.steps` to delete it whatever it holds."),
+        ("~nothing.here", "unknown key `nothing` in the spec; expected one of its keys.", "choose one of: `data`"),
+        ("+phases.0=[]", "`phases.0` is an item of a list, which `+` cannot add.", "override the whole list: `phases=[...]`."),
+        ("+", "is not `dotted.key=value`, `+key=value`, `++key=value` or `~key`.", "write e.g. `train.steps=200`."),
+    ],
+)
+def test_override_add_and_delete_mistakes_are_s004(override, message, hint):
+    diag = one(problems(GAN, [override]), "S004")
+    assert message in diag.message and diag.message.startswith(f"override `{override}`: ") == (override != "+")
+    assert hint in diag.hint
+
+
+def test_added_key_a_strict_section_does_not_have_is_located_on_the_command_line(cli, write_spec):
+    code, _, err = cli("validate", write_spec(GAN), "train.steps=3", "+train.stepz=5")
+    assert_clean_failure(code, err)
+    assert "override 2 `+train.stepz=5`" in err and "S001" in err
+
+
 # ----------------------------------------------------------- family locations
 
 

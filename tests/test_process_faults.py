@@ -198,7 +198,7 @@ SMALL = ["networks.encoder.hidden=[16]", "train.batch_size=32", "train.log_every
 
 
 def test_a_network_failing_in_its_forward_is_named_with_its_architecture_and_plugin(toy_cli, tmp_path: Path):
-    code, _, err = toy_cli("compile-and-train", VAE, *SMALL, "networks.decoder={arch: toy_broken}", "--out", tmp_path / "run")
+    code, _, err = toy_cli("compile-and-train", VAE, *SMALL, "~networks.decoder", "+networks.decoder={arch: toy_broken}", "--out", tmp_path / "run")
     assert code == 1 and "Traceback" not in err, err
     assert err.startswith("networks.decoder: R004 phase `elbo`, term `elbo` failed at step 1, inside network `decoder` (architecture `toy_broken`, plugin `toy`, distribution unigen-toy): RuntimeError: the toy network broke"), err
     assert "a bug in architecture `toy_broken` (plugin `toy`, distribution unigen-toy)" in err and "the term's plugin" not in err
@@ -227,7 +227,7 @@ def test_a_term_failing_itself_is_named_with_its_plugin(toy_cli, tmp_path: Path,
 def test_a_dataset_of_integers_is_d001_naming_the_dataset_and_its_plugin(toy_cli, tmp_path: Path):
     """Caught when the data is loaded, before any step: not torch's `mat1 and mat2 must have
     the same dtype` from the first matrix product."""
-    code, _, err = toy_cli("compile-and-train", VAE, *SMALL, "data={source: toy_ints}", "--out", tmp_path / "run")
+    code, _, err = toy_cli("compile-and-train", VAE, *SMALL, "~data", "+data={source: toy_ints}", "--out", tmp_path / "run")
     assert code == 2 and "Traceback" not in err and "mat1" not in err, err
     assert "data: D001 dataset `toy_ints` (registered by plugin `toy`, distribution unigen-toy): field `x` of its train split holds int64 values, but variable `x` reads it as continuous values; expected a floating-point tensor (float32)" in err
     assert "of its test split holds int64" in err and "`tensor.float()`" in err

@@ -40,7 +40,7 @@ def final_state(run: Path) -> dict[str, Any]:
 
 
 def loss_rows(run: Path) -> dict[str, dict[str, str]]:
-    """metrics.csv rows of the training loop by step (the final evaluation row left out)."""
+    """metrics.csv losses by step (the last step's one row holds its losses and final metrics)."""
     rows: dict[str, dict[str, str]] = {}
     for r in csv.DictReader((run / "metrics.csv").open()):
         rows.setdefault(r["step"], {k: v for k, v in r.items() if "/" in k})
@@ -62,9 +62,10 @@ def test_resume_in_a_fresh_process_is_bit_exact(tmp_path: Path, registry):
         assert_equal(a[key], b[key], key)
     same_steps = loss_rows(part)
     assert loss_rows(whole) == {k: v for k, v in same_steps.items() if k != "5"}
-    # The resumed run appended to its files: rows up to step 5 kept, spec files untouched.
+    # The resumed run appended to its files: rows up to step 5 kept, spec files untouched; one
+    # row per logged step (the last step's holds its losses and the final metrics).
     steps = [r["step"] for r in csv.DictReader((part / "metrics.csv").open())]
-    assert steps == ["3", "5", "5", "6", "9", "12", "12"]
+    assert steps == ["3", "5", "6", "9", "12"]
     assert (part / "spec.yaml").read_text() == GAN.read_text()
     summary = json.loads((part / "summary.json").read_text())
     assert summary["steps"] == 12 and summary["resumed_from"]["step"] == 5
@@ -93,7 +94,7 @@ def test_resume_auto_falls_back_from_a_corrupt_last_checkpoint(tmp_path: Path, r
     assert "falling back to `step_00000004.pt`" in log and "from " + str(ckpt / "step_00000004.pt") + " at step 4" in log
     assert json.loads((run / "summary.json").read_text())["resumed_from"]["step"] == 4
     steps = [r["step"] for r in csv.DictReader((run / "metrics.csv").open())]
-    assert steps == ["3", "6", "8", "8"]  # the rows after step 4 were replayed, not kept twice
+    assert steps == ["3", "6", "8"]  # the rows after step 4 were replayed, not kept twice
     assert load_checkpoint(ckpt / "step_00000006.pt")["step"] == 6  # rewritten whole by the replay
 
 
@@ -153,7 +154,7 @@ def test_resume_from_a_checkpoint_file_into_a_new_directory(tmp_path: Path, regi
     fork = train(GAN, GAN_OPTS, tmp_path / "fork", 6, registry, resume=str(src / "checkpoints" / "step_00000002.pt"))
     assert (fork / "spec.yaml").is_file() and (fork / "program.txt").is_file()
     assert final_state(fork)["step"] == 6
-    assert [r["step"] for r in csv.DictReader((fork / "metrics.csv").open())] == ["3", "6", "6"]
+    assert [r["step"] for r in csv.DictReader((fork / "metrics.csv").open())] == ["3", "6"]
     assert final_state(src)["step"] == 4  # the source run is left alone
 
 

@@ -51,7 +51,7 @@ def test_run_lock_of_a_dead_process_does_not_block(tmp_path: Path, registry):
     code = f"import sys, os; sys.path.insert(0, {str(ROOT)!r}); from unigen.runs.lock import RunLock; RunLock(sys.argv[1]).acquire(); os._exit(0)"
     subprocess.run([sys.executable, "-c", code, str(run)], check=True)
     assert "process" in (run / ".lock").read_text()
-    assert steps_of(train(run, 4, registry, resume="auto")) == [2, 2, 4, 4]
+    assert steps_of(train(run, 4, registry, resume="auto")) == [2, 4]
 
 
 def test_two_processes_resuming_one_run_one_is_refused_and_no_step_is_duplicated(tmp_path: Path, registry):
@@ -69,9 +69,9 @@ def test_two_processes_resuming_one_run_one_is_refused_and_no_step_is_duplicated
         out, err = first.communicate(timeout=600)
     assert second.returncode == 2 and second.stderr.startswith("R002 ") and f"process {first.pid}" in second.stderr and "Traceback" not in second.stderr
     assert first.returncode == 0, err
-    # The first run's rows (step 2, and its final row), then the resumed run's, each step once,
-    # then its final row: one process's rows, none interleaved from the refused one.
-    assert steps_of(run) == [2, 2, *range(4, 3001, 2), 3000]
+    # The first run's row (step 2, its last), then the resumed run's, each step once (the last
+    # with the final metrics): one process's rows, none interleaved from the refused one.
+    assert steps_of(run) == [2, *range(4, 3001, 2)]
     assert (run / "train.log").read_text().count(f"resumed {run} on") == 1  # one process resumed it
 
 
@@ -84,7 +84,7 @@ def test_run_stopped_before_its_first_checkpoint_restarts_afresh_there(tmp_path:
     assert "holds no checkpoint yet" in capsys.readouterr().err
     summary = json.loads((again / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["resumed_from"] is None
-    assert steps_of(again) == [2, 4, 4]  # a fresh metrics.csv, not the killed run's rows appended
+    assert steps_of(again) == [2, 4]  # a fresh metrics.csv, not the killed run's rows appended
     fresh = train(tmp_path / "fresh", 4, registry)
     assert (again / "checkpoints" / "step_00000004.pt").read_bytes() != b"" and steps_of(fresh) == steps_of(again)
     # Another spec's directory without checkpoints is not written over.
@@ -111,6 +111,8 @@ def test_temporaries_a_killed_process_left_are_removed_on_resume(tmp_path: Path,
 SMALL_BEST = {
     "vae-mnist": ["networks.encoder.hidden=[16]", "networks.decoder.hidden=[16]", "variables.z.shape=[2]", "metrics=[elbo]"],
     "vae-digits": ["networks.encoder.hidden=[16]", "networks.decoder.hidden=[16]"],
+    "iwae-digits": ["networks.encoder.hidden=[16]", "networks.decoder.hidden=[16]", "metrics=[elbo]"],
+    "iwae-mnist": ["networks.encoder.hidden=[16]", "networks.decoder.hidden=[16]", "variables.z.shape=[2]", "metrics=[elbo]"],
     "made-digits": ["networks.made.hidden=[16]"],
     "pixelcnn-digits": ["networks.pixelcnn.channels=4", "networks.pixelcnn.layers=2"],
     "avb-digits": ["networks.encoder.hidden=[16]", "networks.decoder.hidden=[16]", "networks.adversary.hidden=[16]"],

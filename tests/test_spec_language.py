@@ -370,8 +370,8 @@ def test_sampler_state_is_checkpointed(toy_registry):
 @pytest.mark.parametrize(
     ("overrides", "code", "message"),
     [
-        (["samplers={q: {kind: toy_gibbs}}"], "G022", "undirected factor `f_v_h` (v, h) has no sampler: nothing draws the model's own values, which training compares the data with."),
-        (["samplers={m: {kind: toy_gibbs}}"], "G022", "the hidden unit `h` of undirected factors has no inference: the q-trace cannot fill it given the data."),
+        (["~samplers", "+samplers={q: {kind: toy_gibbs}}"], "G022", "undirected factor `f_v_h` (v, h) has no sampler: nothing draws the model's own values, which training compares the data with."),
+        (["~samplers", "+samplers={m: {kind: toy_gibbs}}"], "G022", "the hidden unit `h` of undirected factors has no inference: the q-trace cannot fill it given the data."),
         (["samplers.m.kind=toy_only_q"], "G022", "sampler `toy_only_q` cannot fill the sampler trace `m`; it fills q-trace `q`."),
         (["samplers.m.kind=gibs"], "G001", "unknown sampler `gibs`."),
         (["edges.0.undirected=[v, v]"], "S002", "undirected factor `['v', 'v']` must join two or more distinct variables."),

@@ -115,6 +115,60 @@ def test_elbo_gradient_matches_hand_formula(registry):
             assert num((g - h).abs().max()) < TOL, name
 
 
+def hand_iwae(model, x: torch.Tensor, k: int, seed: int = SEED) -> torch.Tensor:
+    """mean over the batch of -log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x), with z_i = mu +
+    sigma * eps_i drawn for the batch repeated k times (rows ordered sample-major)."""
+    torch.manual_seed(seed)
+    enc, dec = model.nets["encoder"], model.nets["decoder"]
+    n = len(x)
+    xr = x.repeat(k, 1)
+    h = enc(xr)
+    mu, logvar = h[:, :8], h[:, 8:]
+    sigma = torch.exp(0.5 * logvar)
+    eps = torch.randn(n * k, 8)
+    z = mu + sigma * eps
+    p = torch.sigmoid(dec(z))
+    loglik = (xr * torch.log(p) + (1 - xr) * torch.log(1 - p)).sum(1)
+    log_prior = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(1)
+    log_q = (-0.5 * eps**2 - torch.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(1)
+    logw = (loglik + log_prior - log_q).view(k, n)
+    return -(torch.logsumexp(logw, 0) - math.log(k)).mean()
+
+
+def test_iwae_term_matches_hand_formula_value_and_gradient(registry):
+    program, model, x = build(registry, VAE, ["phases.0.terms=[{term: iwae, options: {k: 7}}]"])
+    assert "(k = 7)" in program.phases[0].terms[0].bound.formula
+    ours = term_loss(program, model, 0, {"x": x}, len(x))
+    hand = hand_iwae(model, x, 7)
+    assert 10 < num(hand) < 200
+    assert abs(num(ours) - num(hand)) < TOL
+    # tighter than the one-sample ELBO on average over draws (Burda et al.: the bound grows with k)
+    elbos = [num(hand_elbo(model, x, seed=s)) for s in range(20)]
+    bounds = [num(hand_iwae(model, x, 7, seed=s)) for s in range(20)]
+    assert sum(bounds) / 20 < sum(elbos) / 20 - 0.05
+    for name in ("decoder", "encoder"):
+        params = list(model.nets[name].parameters())
+        g_ours = torch.autograd.grad(term_loss(program, model, 0, {"x": x}, len(x)), params)
+        g_hand = torch.autograd.grad(hand_iwae(model, x, 7), params)
+        for g, h in zip(g_ours, g_hand):
+            assert num(h.abs().max()) > 0
+            assert num((g - h).abs().max()) < TOL, name
+
+
+def test_iwae_term_with_one_sample_is_the_monte_carlo_elbo(registry):
+    program, model, x = build(registry, VAE, ["phases.0.terms=[{term: iwae, options: {k: 1}}]"])
+    ours = term_loss(program, model, 0, {"x": x}, len(x))
+    assert abs(num(ours) - num(hand_iwae(model, x, 1))) < TOL
+
+
+def test_iwae_term_refuses_a_semi_supervised_model(registry):
+    from unigen.errors import UnigenError
+
+    with pytest.raises(UnigenError) as err:
+        compile_file(ROOT / "specs" / "m2-digits.yaml", ["train.device=cpu", "phases.0.terms=[iwae]"], registry)
+    assert "partially observed" in str(err.value) and "`elbo` term" in str(err.value)
+
+
 # ----------------------------------------------------------------------- GAN
 
 

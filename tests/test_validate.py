@@ -841,3 +841,29 @@ def test_validate_cli_compile_and_train_refuses_a_reserved_network_name(cli, wri
     assert "KeyError" not in err and "already exists" not in err
     assert re.search(rf"^{re.escape(str(path))}:\d+:\d+: networks\.{re.escape(name)}: S002 network name `{re.escape(name)}` ", err, re.M), err
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- metrics with options
+
+
+def test_validate_metric_options_are_checked_where_they_are_written(check):
+    diags = check(variant(VAE, metrics="""
+        - elbo
+        - {metric: iwae, options: {k: 0, kk: 3}}
+        - {metric: iwea}
+    """))
+    assert sorted((d.code, dotted(d.path)) for d in diags) == [("G001", "metrics.2.metric"), ("G016", "metrics.1.options.k"), ("G016", "metrics.1.options.kk")]
+    assert "iwae" in the(diags, "G001").hint  # the near name is offered
+    diags = check(variant(VAE, metrics="[{metric: elbo, options: {k: 3}}]"))
+    assert [(d.code, dotted(d.path)) for d in diags] == [("G016", "metrics.0.options.k")]
+    assert "takes no options" in diags[0].message
+
+
+def test_compiled_metric_carries_its_options_and_the_registry_keeps_its_own(registry):
+    spec, smap, _ = parse_spec(variant(VAE, metrics="[elbo, {metric: iwae, options: {k: 7, examples: 20}}]"), "spec.yaml", registry=registry)
+    program = compile_spec(spec, registry, smap)
+    assert program.metric_names == ("elbo", "iwae")
+    node = next(m for m in program.metrics if m.name == "iwae")
+    assert (node.metric.options.k, node.metric.options.examples) == (7, 20)
+    assert registry.get("metrics", "iwae").options is None  # the shared object is unchanged
+    assert next(m for m in program.metrics if m.name == "elbo").metric is registry.get("metrics", "elbo")

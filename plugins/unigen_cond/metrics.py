@@ -1,11 +1,15 @@
-"""`cond_accuracy`: the labels of generated samples, read back by 1-nearest-neighbour."""
+"""`cond_accuracy`: the labels of generated samples, read back by 1-nearest-neighbour or by the
+image metrics' locally trained classifier."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 
 from unigen.api.contexts import GraphView, ModelView
-from unigen.api.kinds import Metric
+from unigen.api.kinds import Metric, Options
 
 
 def label_parents(graph: GraphView, var: str) -> list[str]:
@@ -26,8 +30,16 @@ def nearest_labels(train_x: torch.Tensor, train_y: torch.Tensor, x: torch.Tensor
     return torch.cat(out)
 
 
+class CondAccuracyOptions(Options):
+    reader: Literal["nearest", "classifier"] = Field(
+        "nearest",
+        description="what reads the label of a sample back: `nearest`, the label of its nearest training image (Euclidean); `classifier`, the image metrics' classifier, trained on the training split and cached (as `quality` uses; its test accuracy is reported beside)",
+    )
+
+
 class CondAccuracy(Metric):
-    doc = "conditional samples: accuracy of a 1-nearest-neighbour classifier (fit on the training split) on x generated for the test split's labels, and on the real test x for reference"
+    doc = "conditional samples: accuracy of a label reader (1-nearest-neighbour on the training split, or a trained classifier) on x generated for the test split's labels, and on the real test x for reference"
+    Options = CondAccuracyOptions
 
     def _target(self, model: ModelView) -> tuple[str, str] | None:
         var = model.sampled_variable()
@@ -52,6 +64,20 @@ class CondAccuracy(Metric):
             part = {k: t[start : start + 1000] for k, t in model.dataset.test.items()}
             chunks.append(model.generate(len(part[fy]), var, part))
         generated = torch.cat(chunks)
+        o = self.options or CondAccuracyOptions()
+        if o.reader == "classifier":
+            from unigen_eval.features import feature_classifier
+
+            ds = model.dataset
+            net, acc = feature_classifier(model.program.data.source, model.program.data.options, fx, ds.train, ds.test, int(ds.train[fy].shape[1]))
+
+            @torch.no_grad()
+            def read(x: torch.Tensor) -> torch.Tensor:
+                x = x.reshape(-1, *ds.train[fx].shape[1:])
+                return torch.cat([net(x[i : i + 1000])[1].argmax(1) for i in range(0, len(x), 1000)])
+
+            fake, real = (read(generated) == y).float().mean(), (read(test[var]) == y).float().mean()
+            return {"cond_accuracy": float(fake), "cond_accuracy_real": float(real), "cond_reader_accuracy": acc}
         fake = (nearest_labels(train_x, train_y, generated) == y).float().mean()
         real = (nearest_labels(train_x, train_y, test[var]) == y).float().mean()
         return {"cond_accuracy": float(fake), "cond_accuracy_real": float(real)}

@@ -40,8 +40,9 @@ class Settings:
 class FeatureNet(nn.Module):
     def __init__(self, n_in: int, classes: int, s: Settings) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_in, s.hidden), nn.ReLU(), nn.Linear(s.hidden, s.features), nn.ReLU())
-        self.head = nn.Linear(s.features, classes)
+        f32 = torch.float32  # a fixed yardstick: float32 whatever the default dtype (forward casts its input)
+        self.body = nn.Sequential(nn.Linear(n_in, s.hidden, dtype=f32), nn.ReLU(), nn.Linear(s.hidden, s.features, dtype=f32), nn.ReLU())
+        self.head = nn.Linear(s.features, classes, dtype=f32)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (the last hidden layer) and class logits."""

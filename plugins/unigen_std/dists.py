@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from torch.distributions import Distribution, Independent, OneHotCategorical, Uniform, register_kl
 
-from unigen.api.kinds import Delta, Dist
+from unigen.api.kinds import Delta, Dist, Options
 
 _HALF_LOG_2PI = 0.9189385332046727
 
@@ -87,13 +90,47 @@ class BernoulliLogits(Distribution):
         return -_sum_event(F.binary_cross_entropy_with_logits(self.logits, value, reduction="none"), self.event_dims)
 
 
+class NormalOptions(Options):
+    variance: Literal["learned", "fixed"] = Field("learned", description="`learned`: the network outputs the mean and the log-variance of each element; `fixed`: the network outputs the mean only, and the standard deviation is `scale`")
+    scale: float = Field(1.0, gt=0, description="the standard deviation of every element under `variance: fixed`")
+    min_scale: float = Field(0.0, ge=0, description="a smooth floor on the learned standard deviation: the variance is exp(log-variance) + min_scale^2, so the standard deviation stays above `min_scale` and keeps its gradient (0: no floor)")
+
+    # Each runs only where the spec gives the option (a default is not validated), after `variance`.
+    @field_validator("scale")
+    @classmethod
+    def _scale_is_fixed(cls, value: float, info: ValidationInfo) -> float:
+        if info.data.get("variance") == "learned":  # absent: `variance` itself failed, and is reported
+            raise PydanticCustomError("normal_scale", "`scale` is the standard deviation of `variance: fixed`, and the variance here is learned; "
+                                      "expected `variance: fixed` beside `scale`, or `min_scale` to floor the learned standard deviation")
+        return value
+
+    @field_validator("min_scale")
+    @classmethod
+    def _min_scale_is_learned(cls, value: float, info: ValidationInfo) -> float:
+        if info.data.get("variance") == "fixed":
+            raise PydanticCustomError("normal_min_scale", "`min_scale` floors a learned standard deviation, and the variance here is fixed; "
+                                      "expected `variance: learned` beside `min_scale`, or `scale` alone for the fixed one")
+        return value
+
+
 class NormalDist(Dist):
-    n_params = 2  # mean and log-variance
+    n_params = 2  # mean and log-variance (with the default `variance: learned`)
     can_be_prior = True
-    doc = "diagonal Gaussian; the network outputs mean and log-variance; prior N(0, I)"
+    Options = NormalOptions
+    doc = ("diagonal Gaussian; the network outputs mean and log-variance (`variance: fixed, scale: s`: the mean only, standard deviation s; "
+           "`min_scale: m`: a smooth floor, variance exp(log-variance) + m^2); prior N(0, I)")
+
+    def n_params_for(self, options: Any) -> int:
+        return 1 if getattr(options, "variance", "learned") == "fixed" else 2
 
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
+        if options is not None and options.variance == "fixed":
+            log_scale = math.log(options.scale)
+            return DiagNormal(out, out.new_full((), options.scale).expand_as(out), event_dims, logvar=out.new_full((), 2 * log_scale).expand_as(out))
         mean, logvar = out.chunk(2, dim=1)
+        if options is not None and options.min_scale > 0:
+            # A smooth floor: var = exp(logvar) + m^2, so std >= m and the gradient never stops.
+            logvar = torch.logaddexp(logvar, logvar.new_full((), 2 * math.log(options.min_scale)))
         return DiagNormal(mean, torch.exp(0.5 * logvar), event_dims, logvar=logvar)
 
     def prior(self, shape: tuple[int, ...], n: int, device: torch.device) -> torch.distributions.Distribution:

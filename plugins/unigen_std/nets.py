@@ -26,14 +26,15 @@ OUT = {"none": None, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 class LayerOptions(Options):
     """What every MLP here takes (`multi_mlp` takes only these)."""
 
-    hidden: list[Annotated[int, Field(gt=0)]] = [256, 256]  # a width of 0 or less builds no layer
-    activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = "relu"
-    out_activation: Literal["none", "tanh", "sigmoid"] = "none"
+    # A width of 0 or less would build no layer.
+    hidden: list[Annotated[int, Field(gt=0)]] = Field([256, 256], description="widths of the hidden layers, from the input side; `[]`: one linear layer")
+    activation: Literal["relu", "leaky_relu", "tanh", "elu", "gelu", "softplus"] = Field("relu", description="nonlinearity after each hidden layer (`leaky_relu` with slope 0.2)")
+    out_activation: Literal["none", "tanh", "sigmoid"] = Field("none", description="applied to the output: `none` for logits or a distribution's parameters, `tanh` for data in [-1, 1], `sigmoid` for data in [0, 1]")
 
 
 class MLPOptions(LayerOptions):
-    batchnorm: bool = False
-    dropout: float = 0.0
+    batchnorm: bool = Field(False, description="batch normalisation after each hidden layer's linear map, before its nonlinearity")
+    dropout: float = Field(0.0, description="probability of dropout after each hidden layer's nonlinearity (0: none)")
 
 
 class MLP(nn.Module):

@@ -21,6 +21,8 @@ from unigen.api.kinds import Bound, Family, Metric, Options, Site, Term, TermErr
 from unigen.training.data import observed_rows
 from unigen.training.model import Trace
 
+from .health import scale_monitor
+
 
 class ELBOOptions(Options):
     beta: float = Field(1.0, ge=0, description="weight of the KL terms (beta-VAE when > 1)")
@@ -196,7 +198,12 @@ class ELBO(Term):
                 return rec.mean()
             return (rec + (kl if beta == 1 else beta * kl)).mean()
 
-        return Bound(loss, _formula(plan, beta), frozenset("q"), frozenset(plan_nets(site.graph, plan)))
+        def held_out(ctx: StepContext) -> torch.Tensor:  # -ELBO per example (beta 1), for the health monitor
+            rec, kl = negative_elbo(ctx, plan, 1.0)
+            return (rec if kl is None else rec + kl).mean()
+
+        monitor = scale_monitor(plan.recon, site.registry, held_out)
+        return Bound(loss, _formula(plan, beta), frozenset("q"), frozenset(plan_nets(site.graph, plan)), monitor=monitor)
 
 
 class HeldOutELBO(Metric):

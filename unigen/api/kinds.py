@@ -110,9 +110,17 @@ class Dist(ABC):
     Options: type[BaseModel] | None = None
     doc = ""
 
+    def n_params_for(self, options: Any) -> int:
+        """Network outputs per event element under the edge's options; `n_params` by default.
+
+        What sizes the edge's network. `options` are the checked options, or None where they did
+        not validate; a kind whose options change the count (normal's `variance: fixed`: the mean
+        only) says so here."""
+        return self.n_params
+
     @abstractmethod
     def make(self, out: torch.Tensor, event_dims: int, options: Any) -> torch.distributions.Distribution:
-        """The distribution given a network's output of shape (batch, n_params * C, ...)."""
+        """The distribution given a network's output of shape (batch, n_params_for(options) * C, ...)."""
 
     def density(self, net: Callable[..., Any], module: nn.Module, parents: list[torch.Tensor], shape: tuple[int, ...], n: int, options: Any) -> torch.distributions.Distribution:
         """For an `evaluates` kind: the child's distribution given its parents' values (n rows of

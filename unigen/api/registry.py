@@ -246,17 +246,21 @@ def _load_order(ep: metadata.EntryPoint) -> tuple[bool, str, str]:
     return (dist != "unigen", dist, ep.name)
 
 
-def load_registry(extra: Iterable[ModuleType | object] = (), autoload: bool | None = None) -> Registry:
+def load_registry(extra: Iterable[ModuleType | object] = (), autoload: bool | None = None, own_only: bool = False) -> Registry:
     """Load the installed plugins (and `extra` plugin objects), isolated from each other.
 
     `UNIGEN_DISABLE_PLUGIN_AUTOLOAD=1` keeps only unigen's own built-in plugins;
     `UNIGEN_BLOCK_PLUGINS=a,b` blocks the named plugins in the plugin manager, so they are
-    neither imported nor registered.
+    neither imported nor registered. `own_only=True` loads unigen's own plugins alone, whatever
+    is installed beside them and whatever the environment says: neither variable is read (the
+    generated reference of the kinds, `docs/kinds.md`, is the same on every machine).
     """
-    if autoload is None:
+    if own_only:
+        autoload = False
+    elif autoload is None:
         autoload = os.environ.get("UNIGEN_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
     pm = plugin_manager()
-    for name in os.environ.get("UNIGEN_BLOCK_PLUGINS", "").split(","):
+    for name in ("" if own_only else os.environ.get("UNIGEN_BLOCK_PLUGINS", "")).split(","):
         if name.strip():
             pm.set_blocked(name.strip())
     reg = Registry()

@@ -73,11 +73,16 @@ def add_commands(sub: Any, spec_cmd: Callable[[str, Handler, str], argparse.Argu
     n.add_argument("--name", help="the spec's `name` (default: the output file's stem, or my-FAMILY)")
     n.add_argument("--force", action="store_true", help="write over an existing file")
     n.set_defaults(func=cmd_new)
-    dc = sub.add_parser("docs", help="generate the reference docs: plugin hooks, or the spec keys", description="generate docs/hooks.md (from unigen/hookspecs.py) or docs/spec.md (from the spec models)")
-    dc.add_argument("what", choices=["hooks", "spec"])
+    dc = sub.add_parser(
+        "docs",
+        help="generate the reference docs: plugin hooks, the spec keys, or the registered kinds and their options",
+        description="generate docs/hooks.md (from unigen/api/hookspecs.py), docs/spec.md (from the spec models) or docs/kinds.md (every kind of unigen's own plugins with its options)",
+    )
+    dc.add_argument("what", choices=["hooks", "spec", "kinds"])
     dc.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     dc.add_argument("--check", action="store_true", help="exit 1 when FILE (default docs/WHAT.md) differs from what would be generated")
     dc.set_defaults(func=cmd_docs)
+
 
 
 __all__ = ["add_commands"]

@@ -17,12 +17,23 @@ EXIT_USAGE = 2
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Each spec in turn (the overrides apply to every one); every file's problems are printed,
+    and the exit code is that of the first that failed."""
     from unigen.compiler.compiler import compile_file
 
-    compiled = compile_file(args.spec, args.overrides, common.registry())
-    p = compiled.program
-    print(f"{args.spec}: ok — {len(p.variables)} variables, {len(p.edges)} edges, {len(p.networks)} networks, {len(p.phases)} phases")
-    return 0
+    code = 0
+    for spec in [args.spec, *args.more_specs]:
+        try:
+            p = compile_file(spec, args.overrides, common.registry()).program
+        except UnigenError as exc:
+            if not args.more_specs:
+                raise
+            n = len(exc.diagnostics)
+            print(f"{exc}\n{spec}: {n} problem{'s' if n != 1 else ''} found.", file=sys.stderr)
+            code = code or exc.exit_code
+            continue
+        print(f"{spec}: ok — {len(p.variables)} variables, {len(p.edges)} edges, {len(p.networks)} networks, {len(p.phases)} phases")
+    return code
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -150,16 +161,17 @@ def _steps(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="unigen", description="Deep generative models as graphical-model specs, compiled into wake/sleep-style training phases.")
+    parser.add_argument("--version", action="version", version=f"unigen {_version()}", help="print unigen's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def spec_cmd(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("spec", help="spec file (YAML)")
-        p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=200")
+        p.add_argument("overrides", nargs="*", help="overrides in Hydra's grammar, anywhere on the line: key=value (a mapping merges), +key=value (add), ++key=value (add or set), ~key (delete), e.g. train.steps=200")
         p.set_defaults(func=func)
         return p
 
-    spec_cmd("validate", cmd_validate, "check a spec and report every problem at once")
+    spec_cmd("validate", cmd_validate, "check specs and report every problem at once (several files: each in turn, the same overrides for all)")
     spec_cmd("compile", cmd_compile, "print the program a spec compiles to")
     spec_cmd("show-config", cmd_show_config, "print the resolved spec (family defaults and overrides applied)")
     t = spec_cmd("compile-and-train", cmd_train, "compile a spec and train it, writing a run directory")
@@ -173,7 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nproc-per-node", type=int, metavar="N", help="train on N local processes with torch.distributed (gloo on the CPU, NCCL with one GPU each); under torchrun leave it out")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
     from unigen.cli.authoring import add_commands
-
     add_commands(sub, spec_cmd)
     s = sub.add_parser("schema", help="print the JSON Schema (draft-07) of spec files, for editors")
     s.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
@@ -219,9 +230,30 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     rest = [a for a in extra if a not in overrides]
     if rest or (overrides and not hasattr(args, "overrides")):
         parser.error("unrecognized arguments: " + " ".join(rest or overrides))
-    if overrides:
-        args.overrides = [*args.overrides, *overrides]
+    if hasattr(args, "overrides"):
+        # Before the spec too (`compile train.steps=5 spec.yaml`): the spec is the first word
+        # that is no override; `validate` takes every word that names a YAML file or a file.
+        words = [args.spec, *args.overrides, *overrides]
+        specs = [i for i, w in enumerate(words) if not _is_override(w)]
+        first = specs[0] if specs else 0
+        more = [i for i in specs[1:] if args.command == "validate" and (words[i].endswith((".yaml", ".yml")) or os.path.isfile(words[i]))]
+        args.spec, args.more_specs = words[first], [words[i] for i in more]
+        args.overrides = [w for i, w in enumerate(words) if i != first and i not in more]
     return args
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("unigen")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _is_override(word: str) -> bool:
+    """A command-line word that is an override (`key=value`, `+key=value`, `~key`), not a spec."""
+    return "=" in word or word.startswith(("~", "+"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

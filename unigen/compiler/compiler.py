@@ -8,6 +8,7 @@ problem of the checks and the binding is reported at once.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def build_program(graph: ModelGraph, registry: Registry, terms: dict[str, list[B
     trainable = [n for n, net in networks.items() if net.trainable]
     p_needs_data = any(v.p_source == "data" for v in variables.values())
     phases = tuple(_phase_plan(phase, tuple(terms[phase.name]), spec, registry, trainable, p_needs_data) for phase in spec.phases)
-    metrics = tuple(MetricNode(e.name, e.obj, e.plugin, getattr(e.obj, "during_training", True)) for e in registry.all("metrics"))
+    metrics = tuple(MetricNode(e.name, _configured(registry, e.name, e.obj, spec), e.plugin, getattr(e.obj, "during_training", True)) for e in registry.all("metrics"))
     samplers = {trace: SamplerNode(trace, entry.kind, registry.get("samplers", entry.kind), _options(registry, "samplers", entry.kind, entry.options))
                 for trace, entry in (spec.samplers or {}).items()}
     used = [("datasets", data.source, data.kind)] + [("networks", n.arch, n.kind) for n in networks.values()]
@@ -89,9 +90,20 @@ def build_program(graph: ModelGraph, registry: Registry, terms: dict[str, list[B
         name=spec.name, family=spec.family, data=data, variables=variables, edges=edges, networks=networks, phases=phases,
         p_order=tuple(nx.lexicographical_topological_sort(graph.generative_dag())),
         q_order=tuple(nx.lexicographical_topological_sort(graph.inference_dag())),
-        train=spec.train, metrics=metrics, metric_names=tuple(spec.metrics) if spec.metrics is not None else None, graph=graph,
+        train=spec.train, metrics=metrics, metric_names=tuple(m.metric for m in spec.metric_refs()) if spec.metrics is not None else None, graph=graph,
         samplers=samplers, factors=tuple(e.name for e in graph.edges if e.kind == "undirected"),
     )
+
+
+def _configured(registry: Registry, name: str, metric: Any, spec: Any) -> Any:
+    """The registered metric, or a copy of it carrying the options the spec gives it (the
+    registry's own object is shared, so it is never changed)."""
+    ref = next((m for m in spec.metric_refs() if m.metric == name and m.options), None)
+    if ref is None:
+        return metric
+    configured = copy.copy(metric)
+    configured.options = _options(registry, "metrics", name, ref.options)
+    return configured
 
 
 def _edge_node(graph: ModelGraph, registry: Registry, e: Any) -> EdgeNode:
@@ -111,7 +123,7 @@ def _network_nodes(graph: ModelGraph, registry: Registry, edges: dict[str, EdgeN
         signatures: dict[str, tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]] = {}
         for e in graph.edges:  # every network computes an edge (G002); one shape per port (G012)
             if e.net == name and (e.port or "") not in signatures:
-                inputs, output = edge_signature(graph, registry, e, edges[e.name].options if e.kind == "adversarial" else None)
+                inputs, output = edge_signature(graph, registry, e, edges[e.name].options if e.kind != "undirected" else None)
                 signatures[e.port or ""] = (tuple(tuple(s) for s in inputs), tuple(output))
         options = _options(registry, "networks", net.arch, net.options)
         kind = registry.get("networks", net.arch)

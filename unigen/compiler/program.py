@@ -30,12 +30,17 @@ def _fmt(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) and " " in value else str(value)
 
 
+def set_options(options: Any) -> str:
+    """`a=1, b=2`: the options that differ from the kind's defaults ("" for none)."""
+    if options is None:
+        return ""
+    return _fmt(options.model_dump(exclude_defaults=True) if hasattr(options, "model_dump") else dict(options))
+
+
 def call(name: str, options: Any) -> str:
     """`name(options set)`: only what the spec set differs from the kind's defaults."""
-    if options is None:
-        return name
-    data = options.model_dump(exclude_defaults=True) if hasattr(options, "model_dump") else dict(options)
-    return f"{name}({_fmt(data)})" if data else name
+    shown = set_options(options)
+    return f"{name}({shown})" if shown else name
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,8 @@ class EdgeNode:
             return f"{e.name}: energy {e.net_ref}({', '.join(e.parents)})"
         if e.kind != "adversarial":
             own = [e.child] if getattr(self.kind, "evaluates", False) else []
-            return f"{e.child} ~ {e.dist}({e.net_ref}({', '.join([*own, *e.parents])}))"
+            shown = set_options(self.options)  # `x ~ normal(decoder(z); variance=fixed, scale=0.1)`
+            return f"{e.child} ~ {e.dist}({e.net_ref}({', '.join([*own, *e.parents])}){'; ' + shown if shown else ''})"
         real = ", ".join(f"{t}.{v}" for t, v in e.real)
         fake = ", ".join(f"{t}.{v}" for t, v in e.fake)
         return f"{e.name}: {e.net_ref}({real}) real vs {e.net_ref}({fake}) fake, objective {self.call}" + (f"; {self.note}" if self.note else "")

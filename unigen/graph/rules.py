@@ -62,8 +62,10 @@ def _names(graph: ModelGraph, registry: Registry, out: Checked) -> bool:
     _phase_names(graph, registry, out)
     _samplers(graph, registry, out)
     for i, m in enumerate(graph.spec.metrics or []):
-        if not registry.has("metrics", m):
-            out.diagnostics.append(registry.unknown("metrics", m, ("metrics", i)))
+        if isinstance(m, str):
+            _kind(registry, out, "metrics", m, {}, ("metrics", i))
+        else:
+            _kind(registry, out, "metrics", m.metric, m.options, ("metrics", i, "metric"), ("metrics", i, "options"))
     return len(out.diagnostics) == before
 
 
@@ -218,9 +220,23 @@ def _phase_names(graph: ModelGraph, registry: Registry, out: Checked) -> None:
 
 def _try_optimizer(registry: Registry, name: str, lr: float, options: dict[str, Any], path: Path, out: Checked) -> None:
     """Build the optimizer once on a dummy parameter: torch checks ranges the options' types do
-    not (`betas` in [0, 1), `eps` >= 0, ...), and the user hears of them before training."""
+    not (`betas` in [0, 1), `eps` >= 0, ...), and the user hears of them before training.
+
+    torch's optimizers check their values before they look at the parameters, and adding a
+    parameter group imports torch's compiler stack (1.5 s), which validating a spec has no use for:
+    so the first try has no parameters, and only when that fails otherwise than on the empty list
+    (another optimizer's way) is the dummy parameter tried."""
+    make = registry.get("optimizers", name)
     try:
-        registry.get("optimizers", name)([torch.nn.Parameter(torch.zeros(1))], lr=lr, **options)
+        make([], lr=lr, **options)
+        return
+    except ValueError as exc:
+        if "empty parameter list" in str(exc):
+            return
+    except Exception:  # noqa: BLE001 - judged by the real try below
+        pass
+    try:
+        make([torch.nn.Parameter(torch.zeros(1))], lr=lr, **options)
     except Exception as exc:  # whatever the optimizer rejects, reported with its options
         out.diagnostics.append(Diagnostic("G016", f"optimizer `{name}` refuses its options: {exception_text(exc)}; expected values it accepts.", path, "fix the value it names (see torch.optim for each option's range)."))
 
@@ -375,7 +391,7 @@ def _shapes(graph: ModelGraph, registry: Registry, out: Checked) -> None:
             assert e.child is not None and e.dist is not None
             for msg in registry.get("distributions", e.dist).check(graph.shape(e.child)):
                 d.append(Diagnostic("G012", f"edge `{e.name}`: distribution `{e.dist}` on `{e.child}` {list(graph.shape(e.child))}: {msg}", e.path + ("dist",), f"change the shape of `{e.child}` or the edge's `dist`."))
-        inputs, output = edge_signature(graph, registry, e, out.options.get(e.path + ("objective",)))
+        inputs, output = edge_signature(graph, registry, e, out.options.get(e.path + ("objective" if e.kind == "adversarial" else "dist",)))
         sig = (inputs, output)
         ref = e.net_ref
         if ref in signature and signature[ref][0] != sig:
@@ -433,15 +449,16 @@ def _evaluated(graph: ModelGraph, registry: Registry, e: EdgeInfo, out: Checked)
                                           f"use {'an' if need[0] in 'aeiou' else 'a'} {need} architecture" + (f": {', '.join(f'`{n}`' for n in fits)}." if fits else "; none is installed.")))
 
 
-def edge_signature(graph: ModelGraph, registry: Registry, e: EdgeInfo, objective_options: Any = None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+def edge_signature(graph: ModelGraph, registry: Registry, e: EdgeInfo, options: Any = None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
     """The input and output shapes of the network that computes edge `e`: a distribution's
-    parameters per child element (normal: two) from the parents (and first the child's own value,
-    for a density its network evaluates); on a link, what its objective asks of the discriminator
-    (it may judge several samples at once, or give more logits than one); an undirected factor's
+    parameters per child element under its checked `options` (normal: two, one with `variance:
+    fixed`) from the parents (and first the child's own value, for a density its network
+    evaluates); on a link, what its objective (with its `options`) asks of the discriminator (it
+    may judge several samples at once, or give more logits than one); an undirected factor's
     energy per row from the variables it joins."""
     if e.kind == "adversarial":
         objective = registry.get("objectives", e.objective or "")
-        shapes, out_shape = objective.network_shapes([graph.shape(v) for _, v in e.real], objective_options, graph)
+        shapes, out_shape = objective.network_shapes([graph.shape(v) for _, v in e.real], options, graph)
         return [tuple(s) for s in shapes], tuple(out_shape)
     if e.kind == "undirected":
         return [graph.shape(v) for v in e.parents], (1,)
@@ -449,7 +466,8 @@ def edge_signature(graph: ModelGraph, registry: Registry, e: EdgeInfo, objective
     child = graph.shape(e.child)
     dist = registry.get("distributions", e.dist)
     own = [child] if getattr(dist, "evaluates", False) else []
-    return own + [graph.shape(p) for p in e.parents], (child[0] * dist.n_params,) + child[1:]
+    n_params = dist.n_params_for(options) if hasattr(dist, "n_params_for") else dist.n_params  # a plugin's kind may predate n_params_for
+    return own + [graph.shape(p) for p in e.parents], (child[0] * n_params,) + child[1:]
 
 
 def _sig(sig: tuple[Any, Any]) -> str:

@@ -135,8 +135,11 @@ def configured_metrics(registry: Registry, names: list[str] | None, options: dic
 def evaluate_run(run: str | Path, checkpoint: str = "last", names: list[str] | None = None, option_items: list[str] | None = None, registry: Registry | None = None, device: str = "cpu") -> dict[str, Any]:
     registry = registry or default_registry()
     options = parse_metric_options(option_items or [], registry)
-    metrics = configured_metrics(registry, names, options)
+    configured_metrics(registry, names, options)  # bad names and options are refused before the run is opened
     opened = open_run(run, checkpoint, registry, device)
+    # the run's spec may give a metric options (`metrics: [{metric: NAME, options: ...}]`); `--option` overrides them
+    from_spec = {m.metric: dict(m.options) for m in opened.program.graph.spec.metric_refs() if m.options}
+    metrics = configured_metrics(registry, names, {n: {**from_spec.get(n, {}), **options.get(n, {})} for n in {*from_spec, *options}})
     model = opened.model
     done = compute_metrics(model, [(name, metric, f"metric `{name}`") for name, metric in metrics], opened.program.train.seed, applicable_only=not names)
     results, seconds, errors = done.values, done.seconds, list(done.failed.values())

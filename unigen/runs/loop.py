@@ -78,6 +78,7 @@ class TrainingLoop:
             # Conditional models draw their conditioning values from one fixed test batch.
             self.fixed_batch = {k: v[:64] for k, v in self.trainer.model.dataset.test.items()}
         self.metrics: MetricsLog | None = None
+        self.window: dict[str, float] = {}
         self.start = time.perf_counter()
         self.first_step = self.trainer.step_count
 
@@ -141,7 +142,7 @@ class TrainingLoop:
         try:
             with self.trainer.fork_rng(self.tr.seed + SAMPLES_SEED_OFFSET), model.averages.swapped():  # fixed noise; training's streams go on untouched
                 x = model.generate(picture_count(model), self.sample_var, self.fixed_batch)
-            save_samples(self.s.run / "samples" / f"{tag}.png", x, model, f"{self.program.name}  {tag}")
+            self.trackers.on_image("samples", save_picture(self, tag, x), self.trainer.step_count)
         except (UnigenError, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -262,7 +263,8 @@ class TrainingLoop:
         """A logged step's row of losses, with the metrics when an evaluation is due (then also
         returned on their own)."""
         tr = self.tr
-        row: dict[str, Any] = {"step": s, "time_s": self.elapsed(), **self.trainer.losses()}
+        self.window = self.trainer.losses()  # each term's mean over the steps since the last logged one
+        row: dict[str, Any] = {"step": s, "time_s": self.elapsed(), **self.window, **self.trainer.learning_rates()}
         if not (tr.eval_every and s % tr.eval_every == 0 and s != tr.steps):
             return row, None
         evaluated = self.evaluate()
@@ -270,9 +272,12 @@ class TrainingLoop:
         return row, evaluated
 
     def report(self, progress: Progress, s: int, row: dict[str, Any]) -> None:
-        """A logged step's row to metrics.csv and the trackers, progress, and health."""
-        self.record(row)
-        progress.update(s, self.trainer.losses())
+        """A logged step's row to metrics.csv and the trackers, progress, and health. The last
+        step's row waits for the final metrics (`finish` writes the one row of that step)."""
+        progress.update(s, self.window)
+        if s != self.tr.steps:  # the last window stays in the checkpoint: a run continued past it logs the same means
+            self.record(row)
+            self.trainer.reset_window()
         for found in self.trainer.check_health():
             self.warn(found["message"])
 
@@ -288,10 +293,10 @@ class TrainingLoop:
         self.keep_if_best(trainer.step_count, final if self.writes else None)
         if not self.writes:
             return run
-        self.record({"step": trainer.step_count, "time_s": round(elapsed, 3), **trainer.losses(), **final})
+        self.record({"step": trainer.step_count, "time_s": round(elapsed, 3), **final_losses(self), **trainer.learning_rates(), **final})
         summary = run_summary(self, elapsed, final)
-        write_run_file(run / "summary.json", json.dumps(summary, indent=2))
-        self.trackers.on_end(summary)
+        self.trackers.on_end(summary)  # first, so that summary.json also names a tracker that fails here
+        write_run_file(run / "summary.json", json.dumps({**summary, "trackers": self.trackers.report()}, indent=2))
         self.s.log.info("done in %.1fs: %s", elapsed, ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
         if summary["errors"]:
             raise UnigenError.one(
@@ -316,6 +321,18 @@ def log_spec_changes(run: Path, resolved: dict[str, Any], log: logging.Logger) -
         log.info("resumed with a change: %s", line)
 
 
+def save_picture(loop: TrainingLoop, tag: str, x: Any) -> Path:
+    """samples/TAG.png of the generated `x`; its path, for the trackers."""
+    path = loop.s.run / "samples" / f"{tag}.png"
+    save_samples(path, x, loop.trainer.model, f"{loop.program.name}  {tag}")
+    return path
+
+
+def final_losses(loop: TrainingLoop) -> dict[str, float]:
+    """Each term's mean over the last logging window (the one that ends at the last step)."""
+    return loop.window if loop.window and loop.trainer.step_count == loop.tr.steps else loop.trainer.losses()
+
+
 def run_summary(loop: TrainingLoop, elapsed: float, final: dict[str, float]) -> dict[str, Any]:
     """summary.json: the run's final state, machine-readable."""
     trainer, plan = loop.trainer, loop.s.plan
@@ -326,12 +343,13 @@ def run_summary(loop: TrainingLoop, elapsed: float, final: dict[str, float]) -> 
         "seconds_per_step": round(elapsed / max(trainer.step_count, 1), 6),
         "device": str(trainer.device),
         "processes": trainer.world.size,
-        "final_losses": trainer.losses(),
+        "final_losses": final_losses(loop),
         "metrics": final,
         "nonfinite": {"policy": loop.tr.on_nonfinite, **trainer.nonfinite},
         "resumed_from": None if plan is None or plan.path is None else {"checkpoint": str(plan.path), "step": loop.first_step},
         "warnings": trainer.health_warnings,
         "best": loop.keeper.state() if loop.keeper is not None else None,
+        "trackers": loop.trackers.report(),  # each tracker: "ok", or what switched it off
         "errors": list(trainer.metric_errors.values()) + (["drawing samples failed (see train.log)"] if "samples" in loop.problems else []),
     }
 

@@ -23,8 +23,8 @@ class MetricsLog:
     def resume(cls, path: Path, step: int, final: bool = False) -> "MetricsLog":
         """The rows of an existing metrics.csv up to `step` (later ones are replayed by the
         resumed run); a torn last line (a crash mid-write) is dropped. With `final` (`step` is
-        the run's last, so the resumed run only evaluates and finishes again), the final
-        evaluation's row that followed the logged row of `step` goes too: it is written again."""
+        the run's last, so the resumed run only evaluates and finishes again), the row of
+        `step` goes too: the finish writes it again, with the losses and the final metrics."""
         log = cls(path)
         kind = not_regular(path)
         if kind:  # a fifo would block the read for ever
@@ -40,8 +40,7 @@ class MetricsLog:
             raise UnigenError.one("R002", f"`{path}` cannot be read back ({type(exc).__name__}: {exc}); a resumed run keeps its rows up to the checkpoint.", (), f"move `{path}` away (the resumed run then starts a new one), then run the same command again.", exit_code=1) from None
         kept = [r for r in rows if _whole(r) and (_int(r.get("step")) or 0) <= step]
         if final:
-            at_step = [i for i, r in enumerate(kept) if _int(r.get("step")) == step]
-            kept = [r for i, r in enumerate(kept) if i not in at_step[1:]]
+            kept = [r for r in kept if _int(r.get("step")) != step]
         log.columns.extend(c for c in header if c not in log.columns)
         log.rows = kept
         if len(kept) != len(rows) or header != log.columns:

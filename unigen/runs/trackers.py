@@ -7,14 +7,19 @@ A tracker kind is registered by a plugin through `unigen_register_trackers`, as 
 any factory) called with no arguments once per run. The run calls, in order::
 
     on_start(start: RunStart)       after the run directory exists, before the first step
-    on_metrics(step, row)           each logged row: {"step", "time_s", losses, metrics}
+    on_metrics(step, row)           each logged row: {"step", "time_s", "phase/term" losses,
+                                    "lr/phase" learning rates, metrics}; one row per logged step
+    on_image(tag, image, step)      each sample picture the run writes (tag "samples"; image:
+                                    the path of its PNG, or an array)
     on_end(summary)                 once, with summary.json's content, when training finished
 
-Kinds with `always = True` serve every run; others serve the runs that name
+Every hook is optional: a tracker without `on_image` (or any other) is simply not called for
+it. Kinds with `always = True` serve every run; others serve the runs that name
 them (`compile-and-train --track NAME`, `--tensorboard`). A kind may define a classmethod
 `unavailable() -> str` naming what is missing (e.g. a package); a run that asks for it then
 stops before it starts (U004). A tracker that raises is switched off with a warning: a
-logging backend never ends a run.
+logging backend never ends a run. summary.json's `trackers` names each tracker of the run
+with "ok" or what switched it off.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ class Tracker:
     def on_metrics(self, step: int, row: dict[str, Any]) -> None:
         pass
 
+    def on_image(self, tag: str, image: Any, step: int) -> None:
+        """A picture of the run: the path of a PNG it wrote, or an array (HW; HWC when its last axis has 1, 3 or 4 entries, else CHW)."""
+
     def on_end(self, summary: dict[str, Any]) -> None:
         pass
 
@@ -65,6 +73,7 @@ class Trackers:
 
     items: list[tuple[str, Any]] = field(default_factory=list)
     warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> what switched it off
 
     def get(self, name: str) -> Any:
         return next((t for n, t in self.items if n == name), None)
@@ -78,13 +87,21 @@ class Trackers:
                 fn(*args)
             except Exception as exc:
                 self.items = [(n, t) for n, t in self.items if t is not tracker]
+                self.failed[name] = f"failed in {method} ({type(exc).__name__}: {exc}); switched off for the rest of the run"
                 self.warn(f"tracker `{name}` failed in {method} ({type(exc).__name__}: {exc}) and is switched off for the rest of the run.")
+
+    def report(self) -> dict[str, str]:
+        """summary.json's `trackers`: each tracker of the run, "ok" or what switched it off."""
+        return {**{n: "ok" for n, _ in self.items}, **self.failed}
 
     def on_start(self, start: RunStart) -> None:
         self._call("on_start", start)
 
     def on_metrics(self, row: dict[str, Any]) -> None:
         self._call("on_metrics", int(row["step"]), row)
+
+    def on_image(self, tag: str, image: Any, step: int) -> None:
+        self._call("on_image", tag, image, step)
 
     def on_end(self, summary: dict[str, Any]) -> None:
         self._call("on_end", summary)

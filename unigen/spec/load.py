@@ -65,7 +65,7 @@ def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = No
     if registry is not None and isinstance(apply_overrides(raw, [o for o in overrides if o.partition("=")[0].strip() == "family"], smap, overrides).get("family"), str):
         # An override may address what only the family fills in (`phases.elbo.repeats=2` on a
         # spec that names `family: vae` and no phases): such ones apply after the family.
-        late = [o for o in overrides if not _applies(raw, o)]
+        late = _late(raw, overrides)
     doc = apply_overrides(raw, [o for o in overrides if o not in late], smap, overrides)
     if registry is not None and isinstance(doc.get("family"), str):
         doc = registry.complete_family(doc, smap)
@@ -73,12 +73,17 @@ def parse_spec(text: str, file: str = "<spec>", overrides: list[str] | None = No
     return validate_document(doc, smap), smap, given
 
 
-def _applies(doc: dict[str, Any], override: str) -> bool:
-    try:
-        apply_overrides(doc, [override])
-    except UnigenError:
-        return False
-    return True
+def _late(doc: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The overrides that do not apply to the file as the ones before them leave it (each tried
+    in order, so that `~data +data={...}` adds what it has just deleted): they apply after the
+    family has filled the spec in."""
+    late = []
+    for override in overrides:
+        try:
+            doc = apply_overrides(doc, [override])
+        except UnigenError:
+            late.append(override)
+    return late
 
 
 def validate_document(doc: dict[str, Any], smap: SourceMap) -> Spec:

@@ -191,6 +191,11 @@ class TermRef(_Strict):
     options: dict[str, Finite] = Field(default_factory=dict, description="options of the term, checked against the term's own options")
 
 
+class MetricRef(_Strict):
+    metric: str = Field(description="a registered metric (`unigen plugins` lists them)")
+    options: dict[str, Finite] = Field(default_factory=dict, description="options of the metric, checked against the metric's own options (as `unigen evaluate --option` sets them)")
+
+
 class Optim(_Open):
     kind: str = Field("adam", description="registered optimizer: adam, adamw, sgd, rmsprop; torch options sit beside it")
     lr: Float = Field(1e-3, gt=0, description="learning rate")
@@ -264,8 +269,12 @@ class Spec(_Strict):
         "`q`, the hidden units of the q-trace given the observed ones (e.g. `{kind: mean_field}`)",
     )
     phases: list[Phase] = Field(description="alternating training phases")
-    metrics: list[str] | None = Field(None, description="metrics to report; default: every registered metric that applies")
+    metrics: list[str | MetricRef] | None = Field(None, description="metrics to report, each a name or `{metric: name, options: {...}}`; default: every registered metric that applies")
     train: Train = Field(default_factory=Train, description="training settings")
+
+    def metric_refs(self) -> list[MetricRef]:
+        """The `metrics` entries as mappings (a bare name has no options)."""
+        return [MetricRef(metric=m) if isinstance(m, str) else m for m in self.metrics or []]
 
     @field_validator("variables", "networks")
     @classmethod

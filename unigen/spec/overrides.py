@@ -1,5 +1,8 @@
-"""Command-line overrides: `dotted.key=value`, list items addressed by index or by `name`,
-unknown keys refused (S004) with a did-you-mean."""
+"""Command-line overrides in Hydra's grammar: `dotted.key=value` sets a key (a mapping value merges
+into the mapping already there), `+key=value` adds a key the spec does not have (a free-form
+option; refused when it is there), `++key=value` sets it either way, `~key` deletes it (`~key=value`
+only when it holds that value). List items are addressed by index or by `name`; unknown keys are
+refused (S004) with a did-you-mean."""
 
 from __future__ import annotations
 
@@ -24,24 +27,65 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str], smap: SourceMap |
     numbering = overrides if numbering is None else numbering
     for item in overrides:
         number = numbering.index(item) + 1 if item in numbering else 0
-        key, sep, value_text = item.partition("=")
-        if not sep or not key.strip():
-            errors.append(Diagnostic("S004", f"override `{shorten(item)}` is not `dotted.key=value`.", hint="write e.g. `train.steps=200`."))
+        mode, body = _mode(item)
+        key, sep, value_text = body.partition("=")
+        if (not sep and mode != "delete") or not key.strip():
+            errors.append(Diagnostic("S004", f"override `{shorten(item)}` is not `dotted.key=value`, `+key=value`, `++key=value` or `~key`.", hint="write e.g. `train.steps=200`."))
             continue
         try:
-            value = load_value(value_text) if value_text.strip() else ""
+            value = load_value(value_text) if value_text.strip() else ("" if sep else _ANY)
         except ValueBoundError as exc:
             errors.append(Diagnostic("S004", f"override {number} `{shorten(item)}`: {exc}.", hint=exc.hint))
             continue
         parts = key.strip().split(".")
-        err, hint, at = _set_path(doc, parts, value)
+        err, hint, at = _set_path(doc, parts, value, mode)
         if err:
             errors.append(Diagnostic("S004", f"override `{shorten(item)}`: {err}", hint=hint or "see `unigen show-config SPEC` for the keys a spec has."))
-        elif smap is not None:
+        elif smap is not None and mode != "delete":
             smap.override(at, number, shorten(item))
     if errors:
         raise UnigenError(errors)
     return doc
+
+
+_ANY = object()  # `~key` without `=value`: delete whatever the key holds
+
+
+def _mode(item: str) -> tuple[str, str]:
+    """The override's kind and the rest: `++` force, `+` add, `~` delete, else set."""
+    if item.startswith("++"):
+        return "force", item[2:]
+    if item.startswith("+"):
+        return "add", item[1:]
+    if item.startswith("~"):
+        return "delete", item[1:]
+    return "set", item
+
+
+def merged(old: Any, new: Any) -> Any:
+    """`new` merged into `old`: mappings key by key (recursively); anything else replaces."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return copy.deepcopy(new)
+    out = dict(old)
+    for k, v in new.items():
+        out[k] = merged(old[k], v) if k in old else copy.deepcopy(v)
+    return out
+
+
+def _finish(container: Any, key: Any, value: Any, mode: str, here: str) -> tuple[str, str]:
+    """The last step of an override on `container[key]` (a mapping key or a list index)."""
+    present = key in container if isinstance(container, dict) else True
+    if mode == "delete":
+        if not present:
+            return f"`{here}` is not set, so there is nothing to delete.", "see `unigen show-config SPEC` for the keys a spec has."
+        if value is not _ANY and container[key] != value:
+            return f"`{here}` holds {container[key]!r}, not {value!r}, so it is not deleted.", f"write `~{here}` to delete it whatever it holds."
+        del container[key]
+        return "", ""
+    if mode == "add" and present:
+        return f"`{here}` is already set (to {container[key]!r}); `+` adds only a key that is not there.", f"set it with `{here}=...` (or `++{here}=...`)."
+    container[key] = merged(container[key], value) if present and mode in ("set", "force") else value
+    return "", ""
 
 
 def shorten(item: str, limit: int = 80) -> str:
@@ -51,9 +95,10 @@ def shorten(item: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str, Path]:
-    """Set `parts` in `doc`; on failure, (what is wrong; what was expected, hint). The third
-    item is the path set, list items by index (`phases.gen` is `phases.1`)."""
+def _set_path(doc: Any, parts: list[str], value: Any, mode: str = "set") -> tuple[str, str, Path]:
+    """Set (add, force or delete, as `mode` says) `parts` in `doc`; on failure, (what is wrong;
+    what was expected, hint). The third item is the path set, list items by index
+    (`phases.gen` is `phases.1`)."""
     node = doc
     model: Any = Spec
     at: list[str | int] = []
@@ -71,22 +116,26 @@ def _set_path(doc: Any, parts: list[str], value: Any) -> tuple[str, str, Path]:
                 )
             at.append(idx)
             if last:
-                node[idx] = value
-                return "", "", tuple(at)
+                if mode == "add":
+                    return f"`{dotted(parts)}` is an item of a list, which `+` cannot add.", f"override the whole list: `{here}=[...]`.", ()
+                err, hint = _finish(node, idx, value, mode, dotted(parts))
+                return err, hint, tuple(at) if not err else ()
             node = node[idx]
             model = _element_model(model)
             continue
         if not isinstance(node, dict):
             return f"`{here}` is {_kind_of(node)}, not a mapping, so it has no key `{part}`.", f"override `{here}` itself, e.g. `{here}=...`.", ()
         fields = _fields(model)
-        open_kind = model in (Data, Network, Optim) or model is None
+        open_kind = model in (Data, Network, Optim) or model is None or mode in ("add", "force")
         if part not in node and fields is not None and part not in fields and not open_kind:
             where = f"`{here}`" if here else "the spec"
             return f"unknown key `{part}` in {where}; expected one of its keys.", did_you_mean(part, list(fields)), ()
         at.append(part)
         if last:
-            node[part] = value
-            return "", "", tuple(at)
+            err, hint = _finish(node, part, value, mode, dotted(parts))
+            return err, hint, tuple(at) if not err else ()
+        if mode == "delete" and part not in node:
+            return f"`{dotted(parts[: i + 1])}` is not set, so there is nothing to delete.", "see `unigen show-config SPEC` for the keys a spec has.", ()
         child = model[1] if isinstance(model, tuple) and model[0] == "dict" else _child_model(model, part)
         if part not in node and isinstance(child, tuple) and child[0] == "list":
             # `phases.gen.repeats=2` when the file has no `phases` (a family fills them in

@@ -45,6 +45,7 @@ KIND_FIELDS: dict[tuple[str, str], str] = {
     ("Edge", "dist"): "distributions",
     ("Edge", "objective"): "objectives",
     ("TermRef", "term"): "terms",
+    ("MetricRef", "metric"): "metrics",
     ("Optim", "kind"): "optimizers",
     ("Prior", "dist"): "distributions",
     ("SamplerSpec", "kind"): "samplers",

@@ -1,15 +1,20 @@
 """Reference docs generated from the code: `docs/hooks.md` (the hooks, the kinds they register
-and what plugin code receives, from `unigen/api/`) and `docs/spec.md` (from the spec models).
+and what plugin code receives, from `unigen/api/`), `docs/spec.md` (from the spec models) and
+`docs/kinds.md` (every registered kind of unigen's own plugins with its options, from each
+kind's `doc` and pydantic `Options` model; third-party plugins, the block list and the
+autoload switch leave it unchanged).
 
-`unigen docs hooks|spec [-o FILE] [--check]` writes or checks them; a test keeps the files in
-the repository equal to what this module generates.
+`unigen docs hooks|spec|kinds [-o FILE] [--check]` writes or checks them; a test keeps the
+files in the repository equal to what this module generates.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from unigen.api import contexts, hookspecs, kinds
+from unigen.api.registry import KIND_NOUN, KINDS, Registry, load_registry
+from unigen.errors import UnigenError
 from unigen.runs import trackers
 from unigen.spec import models as spec
 
@@ -141,48 +148,62 @@ def contexts_markdown() -> list[str]:
     return lines
 
 
-def _type_name(ann: Any) -> str:
+def _link(model: type[BaseModel]) -> str:
+    """A model named in docs/spec.md: a link to its section there."""
+    return f"[{model.__name__}](#{model.__name__.lower()})"
+
+
+def _type_name(ann: Any, model: Callable[[type[BaseModel]], str] = _link) -> str:
+    """A type as the docs write it; `model` names a pydantic model (by default a link to its section)."""
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
     if origin is typing.Annotated:
-        return _type_name(args[0])
+        return _type_name(args[0], model)
     if origin in (typing.Union, types.UnionType):
         parts = [a for a in args if a is not type(None)]
-        text = " or ".join(_type_name(a) for a in parts)
+        text = " or ".join(_type_name(a, model) for a in parts)
         return text + (" or null" if len(parts) < len(args) else "")
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if origin is list:
-        return f"list of {_type_name(args[0])}"
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+        return f"list of {_type_name(args[0], model)}"
+    if origin is tuple and args:  # a fixed length, written in YAML as a list: `[32, 32]`
+        return "[" + ", ".join(_type_name(a, model) for a in args) + "]"
     if origin is dict:
-        return f"mapping of name to {_type_name(args[1])}"
+        return f"mapping of name to {_type_name(args[1], model)}"
     if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return f"[{ann.__name__}](#{ann.__name__.lower()})"
+        return model(ann)
     return {"str": "text", "int": "integer", "float": "number", "bool": "boolean"}.get(getattr(ann, "__name__", ""), getattr(ann, "__name__", str(ann)))
 
 
 def _constraints(info: Any) -> str:
+    return ", ".join(_bounds(info.metadata))
+
+
+def _bounds(metadata: list[Any]) -> list[str]:
     bits = []
-    for m in info.metadata:
+    for m in metadata:
         for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"), ("min_length", "length ≥"), ("pattern", "matches")):
             value = getattr(m, attr, None)
             if value is not None:
                 bits.append(f"{sym} `{value}`" if attr == "pattern" else f"{sym} {value}")
-    return ", ".join(bits)
+    return bits
 
 
-def _default(info: Any) -> str:
+def _default(info: Any, model: Callable[[type[BaseModel]], str] = _link) -> str:
     if info.is_required():
         return "**required**"
     if info.default_factory is not None:
         value = info.default_factory()
         if isinstance(value, BaseModel):
-            return f"its defaults ([{type(value).__name__}](#{type(value).__name__.lower()}))"
+            return f"its defaults ({model(type(value))})"
         return f"`{value}`" if value not in ({}, []) else "empty"
     if info.default is PydanticUndefined or info.default is None:
         return "—"
     if info.default == "":
         return '`""`'
+    if isinstance(info.default, tuple):  # as YAML writes it
+        return f"`{list(info.default)}`"
     return f"`{str(info.default).lower() if isinstance(info.default, bool) else info.default}`"
 
 
@@ -197,7 +218,7 @@ EXTRA = {
 }
 
 
-MODELS: tuple[type[BaseModel], ...] = (spec.Spec, spec.Data, spec.Variable, spec.Network, spec.Edge, spec.Phase, spec.TermRef, spec.Optim, spec.Train)
+MODELS: tuple[type[BaseModel], ...] = (spec.Spec, spec.Data, spec.Variable, spec.Network, spec.Edge, spec.Phase, spec.TermRef, spec.MetricRef, spec.Optim, spec.Train)
 
 
 def spec_markdown() -> str:
@@ -229,7 +250,120 @@ def spec_markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-DOCS = {"hooks": hooks_markdown, "spec": spec_markdown}
+# Where a spec (or the command line) names a kind of each category, and where its options go.
+WHERE = {
+    "families": "Named by `family:` at the top of a spec; the family's defaults fill what the spec leaves out.",
+    "terms": "Named in a phase's `terms`: `NAME`, `NAME@EDGE`, or `{term: NAME, options: {...}}` with its options under `options`.",
+    "objectives": "Named by `objective:` of an adversarial edge; its options go under the edge's `options`.",
+    "networks": "Named by `arch:` of a network in `networks`; its options sit beside `arch`, e.g. `{arch: mlp, hidden: [512]}`.",
+    "distributions": "Named by a variable's `prior:`, an edge's `dist:` or a learned prior's `dist:`; its options go under that edge's (or prior's) `options`.",
+    "datasets": "Named by `source:` in `data`; its options sit beside `source`, e.g. `{source: digits, binarize: true}`.",
+    "metrics": "Named in a spec's `metrics`: a name, or `{metric: NAME, options: {...}}`; `unigen evaluate --option NAME.KEY=VALUE` sets one too.",
+    "rules": "Not named in a spec: every spec is checked by them when it is validated or compiled.",
+    "optimizers": "Named by `kind:` of `train.optim` or of a phase's `optim`, beside the learning rate `lr`; its options sit beside `kind`.",
+    "trackers": "Named by `unigen compile-and-train --track NAME` (a tracker that sets `always` serves every run).",
+    "samplers": "Named by `kind:` of `samplers.m` (the model's chain) or `samplers.q` (the q-trace's hidden units); its options sit beside `kind`.",
+}
+
+
+def own_registry() -> Registry:
+    """unigen's own plugins alone (the entry points of the `unigen` distribution), whatever else
+    is installed and whatever `UNIGEN_BLOCK_PLUGINS` or `UNIGEN_DISABLE_PLUGIN_AUTOLOAD` say, so
+    that docs/kinds.md is the same on every machine. A built-in plugin that fails is an error:
+    the reference would lack its kinds."""
+    reg = load_registry(own_only=True)
+    if reg.problems:
+        raise UnigenError(reg.problems)
+    return reg
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as `-`."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _option_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One row per option; the keys of an option that is itself a mapping follow it, dotted."""
+    rows = []
+    for name, info in model.model_fields.items():
+        kind = _type_name(info.annotation, lambda m: "mapping")
+        bounds = _bounds(info.metadata) + [f"each {b}" for b in _item_bounds(info.annotation)]
+        rows.append(f"| `{prefix}{name}` | {kind} | {_default(info, lambda m: 'below')} | {_cell(', '.join(bounds))} | {_cell(info.description or '')} |")
+        for sub in _models_in(info.annotation):
+            rows += _option_rows(sub, f"{prefix}{name}.")
+    return rows
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for a in typing.get_args(ann) for m in _models_in(a)]
+
+
+def _item_bounds(ann: Any) -> list[str]:
+    """The bounds on each element of a list, e.g. `list[Annotated[int, Field(gt=0)]]`."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin in (typing.Union, types.UnionType):
+        return [b for a in args for b in _item_bounds(a)]
+    if origin is typing.Annotated:
+        return _item_bounds(args[0])
+    if origin in (list, tuple) and args and typing.get_origin(args[0]) is typing.Annotated:
+        return _bounds([m for a in typing.get_args(args[0])[1:] for m in getattr(a, "metadata", [a])])
+    return []
+
+
+def _title(kind: str) -> str:
+    return kind.capitalize()
+
+
+def _entry_heading(kind: str, name: str) -> str:
+    return f"`{name}` ({KIND_NOUN[kind]})"
+
+
+def kinds_markdown(registry: Registry | None = None) -> str:
+    """Every registered kind of `registry` (by default unigen's own plugins, `own_registry()`):
+    its plugin, its one-line `doc` and a table of its options, by category, names sorted."""
+    reg = registry if registry is not None else own_registry()
+    lines = [
+        GENERATED.format(what="kinds", source="the `doc` and `Options` of every kind that unigen's own plugins register"),
+        "",
+        "# Registered kinds",
+        "",
+        "Every kind that unigen's own plugins register, by category, with its options: the keys a",
+        "spec may give it, checked against the kind's `Options` model (G016 names a wrong one).",
+        "Plugins installed beside unigen add their own; `unigen plugins` lists what is installed.",
+        "",
+    ]
+    for kind in KINDS:
+        entries = reg.all(kind)
+        if entries:
+            names = ", ".join(f"[`{e.name}`](#{_anchor(_entry_heading(kind, e.name))})" for e in entries)
+            lines.append(f"- [{_title(kind)}](#{_anchor(_title(kind))}): {names}")
+    for kind in KINDS:
+        entries = reg.all(kind)
+        if not entries:
+            continue
+        lines += ["", f"## {_title(kind)}", "", WHERE[kind]]
+        for e in entries:
+            doc = " ".join(str(getattr(e.obj, "doc", "") or "").split())
+            lines += ["", f"### {_entry_heading(kind, e.name)}", ""]
+            if doc:
+                lines += [doc, ""]
+            lines.append(f"Plugin: `{e.plugin}`.")
+            model = getattr(e.obj, "Options", None)
+            if model is None or not model.model_fields:
+                lines += ["", "Takes no options."]
+            else:
+                lines += ["", "| option | type | default | constraints | description |", "|---|---|---|---|---|"]
+                lines += _option_rows(model)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+DOCS = {"hooks": hooks_markdown, "spec": spec_markdown, "kinds": kinds_markdown}
 
 
 def docs_path(what: str) -> Path:

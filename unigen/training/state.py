@@ -33,12 +33,38 @@ def trainer_state(trainer: Any) -> dict[str, Any]:
         # The last step's term values: a run resumed at its last step reports them (its final
         # row of metrics.csv, summary.json) as the run that was not stopped does.
         "losses": {r.plan.name: dict(r.last) for r in trainer.runners},
+        # The logging window so far: a resumed run logs the same means as one not stopped.
+        "loss_window": {r.plan.name: _window(r) for r in trainer.runners if r.window or r.folded},
     }
     if trainer.model.averages:
         out["ema"] = trainer.model.averages.state_dict()
     if any(trainer.model.sampler_state.values()):  # persistent chains continue where they were
         out["samplers"] = {trace: dict(state) for trace, state in trainer.model.sampler_state.items()}
     return out
+
+
+def _window(runner: Any) -> dict[str, Any]:
+    """A phase's logging window: each term's values since the last logged step, and its folded
+    (sum, count) when the window grew long."""
+    out: dict[str, Any] = {}
+    for label in {*runner.window, *runner.folded}:
+        values = runner.window.get(label) or []
+        out[label] = {"values": torch.stack(values) if values else None, "folded": list(runner.folded[label]) if label in runner.folded else None}
+    return out
+
+
+def _load_window(runner: Any, saved: dict[str, Any]) -> None:
+    runner.window.clear()
+    runner.folded.clear()
+    labels = {t.label for t in runner.plan.terms}
+    for label, entry in saved.items():
+        if label not in labels or not isinstance(entry, dict):
+            continue
+        if entry.get("values") is not None:
+            runner.window[label] = list(torch.as_tensor(entry["values"]).unbind())
+        if entry.get("folded") is not None:
+            total, count = entry["folded"]
+            runner.folded[label] = (torch.as_tensor(total), torch.as_tensor(count))
 
 
 def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
@@ -55,6 +81,7 @@ def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
         r.optimizer.load_state_dict(state["optimizers"][r.plan.name])
         r.last.clear()
         r.last.update({label: value for label, value in (losses.get(r.plan.name) or {}).items() if label in {t.label for t in r.plan.terms}})
+        _load_window(r, (state.get("loss_window") or {}).get(r.plan.name) or {})
     if trainer.batches is not None:
         if not state.get("batches"):
             raise ValueError("it has no data order and position (`batches`), which every checkpoint of a model trained on data holds")

@@ -25,12 +25,34 @@ from unigen.training.seeds import fork_rng, seed_everything
 __all__ = ["HEALTH_PATIENCE", "NonFiniteLoss", "PhaseRunner", "Trainer", "describe_nonfinite", "seed_everything"]
 
 
+WINDOW_FOLD = 1024  # values a term keeps per logging window before folding them into a sum
+
+
+def _fold(runner: "PhaseRunner", label: str) -> None:
+    """Fold a term's window values into its (sum, count) of finite values, on the device."""
+    values = runner.window.pop(label, [])
+    if not values:
+        return
+    stacked = torch.stack(values)
+    finite = torch.isfinite(stacked)
+    total = torch.where(finite, stacked, torch.zeros_like(stacked)).sum()
+    count = finite.sum()
+    if label in runner.folded:
+        old_total, old_count = runner.folded[label]
+        total, count = total + old_total, count + old_count
+    runner.folded[label] = (total, count)
+
+
 @dataclass
 class PhaseRunner:
     plan: PhasePlan
     optimizer: torch.optim.Optimizer
     params: list[torch.nn.Parameter]
     last: dict[str, torch.Tensor] = field(default_factory=dict)  # term label -> last value (detached)
+    # term label -> its values since the last logged step (detached, still on the device), and
+    # what older ones fold into (sum, count of finite values) when the window grows long
+    window: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    folded: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     scaler: Any = None  # fp16: the phase's gradient scaler
     index: int = 0  # its place in the program
     networks: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)  # the updated networks' parameters
@@ -173,7 +195,11 @@ class Trainer:
                 value = value.reshape(())
             if value.dtype != torch.float32 and self.execution.dtype is not None:
                 value = value.float()  # losses are summed and reported in full precision
-            runner.last[t.label] = value.detach()
+            runner.last[t.label] = kept = value.detach()
+            values = runner.window.setdefault(t.label, [])
+            values.append(kept)
+            if len(values) >= WINDOW_FOLD:
+                _fold(runner, t.label)
             if t.weight != 1:  # x * 1.0 is x exactly; skipping it saves an op and its backward
                 value = value * t.weight
             loss = value if loss is None else loss + value
@@ -222,7 +248,28 @@ class Trainer:
         return self.health.check(self.step_count)
 
     def losses(self) -> dict[str, float]:
-        return {f"{r.plan.name}/{label}": float(value) for r in self.runners for label, value in r.last.items()}
+        """Each term's mean over the steps since `reset_window` (its finite values: a skipped
+        non-finite step does not count; the last value when none is finite), as `phase/term`."""
+        out = {}
+        for r in self.runners:
+            for label, value in r.last.items():
+                if r.window.get(label) or label in r.folded:
+                    _fold(r, label)
+                    total, count = r.folded[label]
+                    out[f"{r.plan.name}/{label}"] = float(total / count) if int(count) else float(value)
+                else:
+                    out[f"{r.plan.name}/{label}"] = float(value)
+        return out
+
+    def reset_window(self) -> None:
+        """Start the next logging window (called after each logged step)."""
+        for r in self.runners:
+            r.window.clear()
+            r.folded.clear()
+
+    def learning_rates(self) -> dict[str, float]:
+        """Each phase's current learning rate (its optimizer's first parameter group), as `lr/phase`."""
+        return {f"lr/{r.plan.name}": float(r.optimizer.param_groups[0]["lr"]) for r in self.runners if r.optimizer.param_groups}
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, names: list[str] | None = None) -> dict[str, float]:
