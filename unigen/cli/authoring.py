@@ -82,9 +82,7 @@ def add_commands(sub: Any, spec_cmd: Callable[[str, Handler, str], argparse.Argu
     dc.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     dc.add_argument("--check", action="store_true", help="exit 1 when FILE (default docs/WHAT.md) differs from what would be generated")
     dc.set_defaults(func=cmd_docs)
-    from unigen.cli.sweep import add_sweep_commands
 
-    add_sweep_commands(sub, spec_cmd)
 
 
 __all__ = ["add_commands"]
