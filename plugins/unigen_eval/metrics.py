@@ -53,6 +53,7 @@ class SampleQuality(Metric):
     doc = "images: FID, KID, precision/recall, density/coverage, classifier score and class entropy in a locally trained classifier's feature space, each beside its real-vs-real floor (train vs test)"
     Options = QualityOptions
     during_training = False
+    fallback = True  # a GAN on images reports its sample quality at the end without naming `metrics`
 
     def applies(self, model: ModelView) -> bool:
         return image_target(model) is not None

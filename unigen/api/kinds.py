@@ -331,6 +331,10 @@ class Metric(ABC):
     # False for a metric too slow for every evaluation of a training run: training computes it
     # only when the spec names it under `metrics`; `unigen evaluate` computes it when it applies.
     during_training = True
+    # True for such a slow metric that is still worth computing once, after the last step, in
+    # a run whose spec names no `metrics` and where no quick metric applies (a GAN on images
+    # then ends with its sample quality rather than with nothing).
+    fallback = False
     # Options a user may set from `unigen evaluate --option NAME.KEY=VALUE`; `compute` reads
     # `self.options` (None: the defaults).
     Options: type[BaseModel] | None = None

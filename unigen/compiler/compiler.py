@@ -77,7 +77,7 @@ def build_program(graph: ModelGraph, registry: Registry, terms: dict[str, list[B
     trainable = [n for n, net in networks.items() if net.trainable]
     p_needs_data = any(v.p_source == "data" for v in variables.values())
     phases = tuple(_phase_plan(phase, tuple(terms[phase.name]), spec, registry, trainable, p_needs_data) for phase in spec.phases)
-    metrics = tuple(MetricNode(e.name, _configured(registry, e.name, e.obj, spec), e.plugin, getattr(e.obj, "during_training", True)) for e in registry.all("metrics"))
+    metrics = tuple(MetricNode(e.name, _configured(registry, e.name, e.obj, spec), e.plugin, getattr(e.obj, "during_training", True), getattr(e.obj, "fallback", False)) for e in registry.all("metrics"))
     samplers = {trace: SamplerNode(trace, entry.kind, registry.get("samplers", entry.kind), _options(registry, "samplers", entry.kind, entry.options))
                 for trace, entry in (spec.samplers or {}).items()}
     used = [("datasets", data.source, data.kind)] + [("networks", n.arch, n.kind) for n in networks.values()]

@@ -152,6 +152,7 @@ class MetricNode:
     metric: Any  # the registered `Metric`
     plugin: str
     during_training: bool  # computed at the run's evaluations (else only by `unigen evaluate`)
+    fallback: bool = False  # computed after the last step when the spec names no metrics and no quick one applies
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,9 @@ class TrainingLoop:
             self.problems.append("samples")
             self.warn(f"drawing samples of `{self.sample_var}` failed ({exception_text(exc)}); training goes on without sample pictures.")
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, final: bool = False) -> dict[str, float]:
         known = set(self.trainer.metric_errors)
-        values = self.trainer.evaluate()
+        values = self.trainer.evaluate(final=final)
         for name, text in self.trainer.metric_errors.items():
             if name not in known:
                 self.warn(text + "; the run goes on without it.")
@@ -289,7 +289,7 @@ class TrainingLoop:
         final: dict[str, float] = {}
         if self.writes:
             self.samples(f"step_{trainer.step_count:08d}")
-            final = self.evaluate()
+            final = self.evaluate(final=True)
         self.keep_if_best(trainer.step_count, final if self.writes else None)
         if not self.writes:
             return run

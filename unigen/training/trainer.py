@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -272,16 +273,22 @@ class Trainer:
         return {f"lr/{r.plan.name}": float(r.optimizer.param_groups[0]["lr"]) for r in self.runners if r.optimizer.param_groups}
 
     # ------------------------------------------------------------- evaluation
-    def evaluate(self, names: list[str] | None = None) -> dict[str, float]:
+    def evaluate(self, names: list[str] | None = None, final: bool = False) -> dict[str, float]:
         """The spec's metrics (default: every registered one that applies and is quick enough
-        for training), on the averaged networks; a metric that fails is recorded in
-        `metric_errors` and not tried again."""
+        for training; at the `final` evaluation, when none of those gives a value, the slow
+        `fallback` ones that apply), on the averaged networks; a metric that fails is recorded
+        in `metric_errors` and not tried again."""
         wanted = names if names is not None else self.program.metric_names
-        chosen = [(m.name, m.metric, f"metric `{m.name}` (plugin `{m.plugin}`)") for m in self.program.metrics
-                  if (wanted is None or m.name in wanted) and m.name not in self.metric_errors and (wanted is not None or m.during_training)]
+        results = self._compute(lambda m: (wanted is None or m.name in wanted) and (wanted is not None or m.during_training), applicable_only=wanted is None)
+        if final and wanted is None and not results:
+            results = self._compute(lambda m: m.fallback and not m.during_training, applicable_only=True)
+        return results
+
+    def _compute(self, keep: Callable[[Any], bool], applicable_only: bool) -> dict[str, float]:
+        chosen = [(m.name, m.metric, f"metric `{m.name}` (plugin `{m.plugin}`)") for m in self.program.metrics if keep(m) and m.name not in self.metric_errors]
         self.model.eval()
         with self.model.averages.swapped():
-            results = compute_metrics(self.model, chosen, self.program.train.seed, applicable_only=wanted is None)
+            results = compute_metrics(self.model, chosen, self.program.train.seed, applicable_only=applicable_only)
         self.model.train()
         self.metric_errors.update(results.failed)
         return results.values
