@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("run", help="run directory")
     pt.add_argument("-o", "--output", metavar="DIR", help="output directory (default RUN/plots)")
     pt.set_defaults(func=cmd_plot)
+    from unigen.cli.completion import add_completion_command
+    add_completion_command(sub, parser)
     return parser
 
 
