@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from unigen.cli import common
+from unigen.cli.authoring import add_commands
+from unigen.cli.completion import add_completion_command
 from unigen.errors import UnigenError
 
 EXIT_USAGE = 2
@@ -184,7 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dry-run", action="store_true", help="build everything and run one batch of every phase; write nothing")
     t.add_argument("--nproc-per-node", type=int, metavar="N", help="train on N local processes with torch.distributed (gloo on the CPU, NCCL with one GPU each); under torchrun leave it out")
     t.add_argument("--resume", metavar="auto|PATH", help="continue a run: `auto` continues the run in --out from its newest readable checkpoint; PATH is a checkpoint file or a run directory")
-    from unigen.cli.authoring import add_commands
     add_commands(sub, spec_cmd)
     s = sub.add_parser("schema", help="print the JSON Schema (draft-07) of spec files, for editors")
     s.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
@@ -218,7 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("run", help="run directory")
     pt.add_argument("-o", "--output", metavar="DIR", help="output directory (default RUN/plots)")
     pt.set_defaults(func=cmd_plot)
-    from unigen.cli.completion import add_completion_command
     add_completion_command(sub, parser)
     return parser
 
