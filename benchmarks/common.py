@@ -6,9 +6,15 @@ A script that writes `benchmarks/results/NAME.md` also writes `NAME.json` beside
 options that made the table and every value in it, keyed `row, seed S: metric`. With `--check`
 the script reads that file, runs the same options again (writing nothing), and compares each
 value with the stored one within the tolerance the script states for its metric (runs are
-bit-deterministic on the CPU at a seed, so the tolerances are tight). It exits 0 when none moved,
-1 with a table `value | stored | now | tolerance` of those that did (B002), and 2 when there is
-nothing to check against (B001).
+bit-deterministic on one kind of CPU at a seed, so the tolerances are tight). It exits 0 when none
+moved, 1 with a table `value | stored | now | tolerance` of those that did (B002), and 2 when there
+is nothing to check against (B001).
+
+Bit-determinism holds on one kind of CPU only: another instruction set (AVX2 against AVX-512, say)
+takes other kernels, whose rounding differs in the last bits, and a GAN's training amplifies that
+into other trajectories. So the stored record names the machine that made it (`machine`: the CPU
+model, torch's CPU capability, torch's version), and `--check` on another kind of machine says so
+beside what moved.
 """
 
 from __future__ import annotations
@@ -112,9 +118,42 @@ def write(out: str | Path, text: str, *, script: str, command: str, opts: Mappin
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     store = store_of(out)
-    record = {"script": script, "command": command, "options": dict(opts), "tolerance": dict(tolerance), "values": {k: plain(v) for k, v in values.items()}, **(extra or {})}
+    record = {"script": script, "command": command, "machine": machine(), "options": dict(opts), "tolerance": dict(tolerance), "values": {k: plain(v) for k, v in values.items()}, **(extra or {})}
     store.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return store
+
+
+def machine() -> dict[str, str]:
+    """What the values depend on beyond the code: the CPU model, the instruction set torch's
+    kernels use, torch's version."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "capability": str(torch.backends.cpu.get_cpu_capability()), "torch": torch.__version__}
+
+
+def other_machine(stored: Mapping[str, Any] | None) -> str:
+    """A note when the stored values were made on another kind of machine (or none is recorded)."""
+    here = machine()
+    if not stored:
+        return f"Note: the stored record does not name the machine that made it; this one is {here['cpu']} ({here['capability']}, torch {here['torch']})."
+    differs = [k for k in ("capability", "torch", "cpu") if stored.get(k) != here[k]]
+    if not differs:
+        return ""
+    was = ", ".join(f"{k} {stored.get(k)!r}" for k in differs)
+    now = ", ".join(f"{k} {here[k]!r}" for k in differs)
+    return (f"Note: the stored values were made on another kind of machine ({was}; here: {now}). Runs are bit-deterministic on one kind "
+            "of CPU only: a value that moved here may be rounding amplified by training, not a change of the code. Check on a machine "
+            "like the one that made the table, or write the table again here.")
 
 
 def plain(value: float | None) -> float | None:
@@ -195,9 +234,11 @@ def check(out: str | Path, script: str, tolerance: Mapping[str, float], rerun: C
     if not rows:
         print(f"{len(expected)} values of {store_of(out)} reproduced within tolerance.")
         return 0
+    note = other_machine(record.get("machine"))
     table = ["| value | stored | now | tolerance |", "|---|---:|---:|---:|", *(f"| {' | '.join(r)} |" for r in rows)]
     print(
         f"B002 {len(rows)} of {len(expected)} values of {store_of(out)} moved beyond their tolerance:\n\n" + "\n".join(table)
+        + (f"\n\n{note}" if note else "")
         + f"\n\nHint: if the change is meant, run `{record.get('command') or 'python ' + script}` without --check to write the table again, and update the README's figures taken from it.",
         file=sys.stderr,
     )

@@ -52,6 +52,13 @@ def test_bench_check_mixtures_names_the_value_that_moved(tmp_path, capsys):
     assert "modes_captured |" not in err  # only what moved
     assert "python benchmarks/mixtures.py --only 'nonsaturating + R1 (the spec)'" in err  # the command that writes it again
     assert out.read_text() == table and json.loads(store.read_text()) == record  # --check writes nothing
+    assert "another kind of machine" not in err and set(record["machine"]) == {"cpu", "capability", "torch"}
+
+    record["machine"]["capability"] = "NOT-" + record["machine"]["capability"]  # as if made on another instruction set
+    store.write_text(json.dumps(record))
+    assert mixtures.main(["--check", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "another kind of machine (capability 'NOT-" in err and "bit-deterministic on one kind of CPU only" in err
 
 
 def test_bench_check_nll_within_and_beyond_tolerance(tmp_path, capsys):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 
-import unigen
 from conftest import ROOT
+
+import unigen
 
 
 def test_a_gan_on_the_digits_without_metrics_ends_with_its_sample_quality(tmp_path):
