@@ -26,11 +26,16 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from unigen.spec.schema import find_schema, schema_reference
     from unigen.tools.starter import starter_spec
 
     out = Path(args.output) if args.output else None
     name = args.name or (out.stem if out else None)
-    text = starter_spec(args.family, common.registry(), name)
+    # The modeline names the nearest unigen.schema.json at or above the spec's folder (else the
+    # one `unigen schema -o unigen.schema.json` would write here), by its path from that folder.
+    folder = out.parent if out else Path.cwd()
+    schema = find_schema(folder)
+    text = starter_spec(args.family, common.registry(), name, schema_reference(schema, folder))
     if out is None:
         print(text, end="")
         return 0
@@ -39,6 +44,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(f"wrote {out}; next: `unigen compile-and-train {out} --dry-run`", file=sys.stderr)
+    if not schema.is_file():
+        shown = schema_reference(schema, Path.cwd())
+        print(f"its first lines point editors at {shown}, which does not exist yet: `unigen schema -o {shown}` writes it", file=sys.stderr)
     return 0
 
 

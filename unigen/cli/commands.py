@@ -77,14 +77,14 @@ def _tracks(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from unigen.spec.schema import spec_schema
+    from unigen.spec.schema import spec_schema, written_hint
 
     text = json.dumps(spec_schema(common.registry()), indent=2) + "\n"
     if args.output:
         from pathlib import Path
 
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}; point editors at it with a first line `# yaml-language-server: $schema={args.output}`", file=sys.stderr)
+        print(written_hint(Path(args.output)), file=sys.stderr)
     else:
         print(text, end="")
     return 0

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from unigen.api.registry import Registry
 from unigen.errors import UnigenError
 from unigen.spec.models import SPEC_NAME, Train
+from unigen.spec.schema import MODELINE
 
 SECTIONS: dict[str, str] = {
     "data": "Where observed variables get their values: a registered dataset (`unigen plugins` lists them); its options sit beside `source`.",
@@ -48,8 +49,20 @@ def _train_lines(model: type[BaseModel]) -> list[str]:
     return out
 
 
-def starter_spec(family: str, registry: Registry, name: str | None = None) -> str:
-    """The text of a starter spec: the family's defaults, written out in full and commented."""
+def _modeline(schema: str | None) -> list[str]:
+    if schema is None:
+        return []
+    return [
+        "# Editors with yaml-language-server (VS Code's YAML extension) check and complete this file",
+        "# against unigen's JSON Schema, named on the next line (`unigen schema -o FILE` writes it).",
+        MODELINE + schema,
+    ]
+
+
+def starter_spec(family: str, registry: Registry, name: str | None = None, schema: str | None = None) -> str:
+    """The text of a starter spec: the family's defaults, written out in full and commented;
+    with `schema` (the path of unigen's JSON Schema from the spec's folder, or a URL), the
+    modeline that points editors at it closes the header."""
     if not registry.has("families", family):
         raise UnigenError([registry.unknown("families", family, ("--family",))])
     name = name or f"my-{family}"
@@ -66,6 +79,7 @@ def starter_spec(family: str, registry: Registry, name: str | None = None) -> st
         "#   unigen draw FILE -o model.svg    draws the graphical model",
         "#   unigen compile FILE              prints the training program",
         "#   unigen compile-and-train FILE    trains it (`--dry-run`: one batch of every phase)",
+        *_modeline(schema),
         "unigen: 1  # spec format version",
         f"name: {name}",
         f"family: {family}",
