@@ -78,7 +78,7 @@ CODES: dict[str, str] = {
     "U001": "Graphviz is missing or failed to render a drawing",
     "U002": "unknown output format, or a drawing that cannot be written (a fifo, a directory, a full disk)",
     "U003": "output file exists",
-    "U004": "tracker not available (a package is missing)",
+    "U004": "tracker not available (a package is missing or too old)",
     "U006": "shell completion not available (the shtab package is missing)",
     "B001": "benchmark `--check` with nothing to check against (the table's .json missing, unreadable or another script's)",
     "B002": "benchmark `--check`: a value moved beyond its stated tolerance",

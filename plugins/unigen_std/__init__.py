@@ -7,7 +7,7 @@ from typing import Any
 
 from unigen import hookimpl
 
-from . import data, dists, metrics, nets, optim, trackers
+from . import data, dists, metrics, nets, optim, trackers, trackers_mlflow, trackers_wandb
 
 
 @hookimpl
@@ -46,3 +46,5 @@ def unigen_register_metrics(register: Any) -> None:
 @hookimpl
 def unigen_register_trackers(register: Any) -> None:
     register("tensorboard", trackers.TensorBoardTracker)
+    register("mlflow", trackers_mlflow.MlflowTracker)
+    register("wandb", trackers_wandb.WandbTracker)

@@ -1,4 +1,6 @@
-"""The built-in tracker: TensorBoard (`--tensorboard`). metrics.csv is the core's own file.
+"""The built-in TensorBoard tracker (`--tensorboard`), and what the other trackers share with it
+(`trackers_mlflow`: `--track mlflow`, `trackers_wandb`: `--track wandb`): the names of a
+row's values and the resolved spec as flat keys. metrics.csv is the core's own file.
 
 What a run shows there, in RUN/tensorboard (one run, no sub-runs):
 
@@ -40,11 +42,11 @@ def scalar_tag(key: str, phases: set[str]) -> str | None:
     return f"metric/{key}"
 
 
-def flat_hparams(resolved: dict[str, Any]) -> dict[str, bool | int | float | str]:
-    """The resolved spec's scalar values as HParams: dotted keys, the items of a list of
-    mappings by their `name` when each has its own (phases), else by index (edges); a short
-    list of scalars (e.g. `hidden`) as its JSON text; None and non-finite numbers left out."""
-    out: dict[str, bool | int | float | str] = {}
+def flat_spec(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The resolved spec's leaves under dotted keys: the items of a list of mappings by their
+    `name` when each has its own (phases), else by index (edges); any other list (e.g.
+    `hidden`) and every scalar, None included, as it is. Empty mappings have no leaf."""
+    out: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
@@ -58,16 +60,26 @@ def flat_hparams(resolved: dict[str, Any]) -> dict[str, bool | int | float | str
             else:
                 for i, v in enumerate(value):
                     walk(f"{prefix}.{i}", v)
-        elif isinstance(value, list):
-            text = json.dumps(value)
-            if all(isinstance(v, (str, numbers.Real)) for v in value) and len(text) <= MAX_HPARAM_TEXT:
-                out[prefix] = text
-        elif isinstance(value, (bool, str, int)):
+        else:
             out[prefix] = value
-        elif isinstance(value, numbers.Real) and math.isfinite(value):
-            out[prefix] = float(value)
 
     walk("", resolved)
+    return out
+
+
+def flat_hparams(resolved: dict[str, Any]) -> dict[str, bool | int | float | str]:
+    """The resolved spec's scalar values as HParams (keys as `flat_spec` gives them); a short
+    list of scalars (e.g. `hidden`) as its JSON text; None and non-finite numbers left out."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in flat_spec(resolved).items():
+        if isinstance(value, list):
+            text = json.dumps(value)
+            if all(isinstance(v, (str, numbers.Real)) for v in value) and len(text) <= MAX_HPARAM_TEXT:
+                out[key] = text
+        elif isinstance(value, (bool, str, int)):
+            out[key] = value
+        elif isinstance(value, numbers.Real) and math.isfinite(value):
+            out[key] = float(value)
     return out
 
 
@@ -80,6 +92,38 @@ def png_summary(tag: str, png: bytes) -> Any:
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(png[25], 3)
     return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png))])
+
+
+def picture_layout(shape: tuple[int, ...]) -> str:
+    """How an array picture's axes are laid out: HW; HWC when its last axis has 1, 3 or 4 entries; else CHW."""
+    return "HW" if len(shape) == 2 else "HWC" if shape[-1] in (1, 3, 4) else "CHW"
+
+
+def picture_pixels(image: Any) -> Any:
+    """An array picture as 8-bit HWC pixels (HW for one channel): floats are taken in [0, 1],
+    integers in [0, 255], both clipped."""
+    import numpy as np
+
+    array = np.asarray(image)
+    layout = picture_layout(array.shape)
+    if layout == "CHW":
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.nan_to_num(array, nan=0.0) * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def picture_png(image: Any) -> bytes:
+    """An array picture (see `picture_pixels`) as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(picture_pixels(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 class TensorBoardTracker(Tracker):
@@ -134,9 +178,7 @@ class TensorBoardTracker(Tracker):
         if isinstance(image, (str, Path)):
             self.writer._get_file_writer().add_summary(png_summary(tag, Path(image).read_bytes()), step)
         else:
-            shape = getattr(image, "shape", ())
-            formats = "HW" if len(shape) == 2 else "HWC" if shape[-1] in (1, 3, 4) else "CHW"
-            self.writer.add_image(tag, image, step, dataformats=formats)
+            self.writer.add_image(tag, image, step, dataformats=picture_layout(tuple(getattr(image, "shape", ()))))
         self.writer.flush()
 
     def on_end(self, summary: dict[str, Any]) -> None:
