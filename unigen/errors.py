@@ -79,6 +79,7 @@ CODES: dict[str, str] = {
     "U002": "unknown output format, or a drawing that cannot be written (a fifo, a directory, a full disk)",
     "U003": "output file exists",
     "U004": "tracker not available (a package is missing or too old)",
+    "U005": "sweep launcher not available (`--launcher submitit` without the submitit package, or a submitit executor this machine lacks)",
     "U006": "shell completion not available (the shtab package is missing)",
     "B001": "benchmark `--check` with nothing to check against (the table's .json missing, unreadable or another script's)",
     "B002": "benchmark `--check`: a value moved beyond its stated tolerance",

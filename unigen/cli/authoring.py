@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unigen.cli import common
+from unigen.cli.sweep import add_sweep_commands
 from unigen.errors import UnigenError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -86,11 +87,11 @@ def add_commands(sub: Any, spec_cmd: Callable[[str, Handler, str], argparse.Argu
         help="generate the reference docs: plugin hooks, the spec keys, or the registered kinds and their options",
         description="generate docs/hooks.md (from unigen/api/hookspecs.py), docs/spec.md (from the spec models) or docs/kinds.md (every kind of unigen's own plugins with its options)",
     )
-    dc.add_argument("what", choices=["hooks", "spec", "kinds"])
+    dc.add_argument("what", choices=["hooks", "spec", "kinds"], help="which reference: hooks (plugin hooks), spec (spec keys) or kinds (every built-in kind with its options)")
     dc.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     dc.add_argument("--check", action="store_true", help="exit 1 when FILE (default docs/WHAT.md) differs from what would be generated")
     dc.set_defaults(func=cmd_docs)
-
+    add_sweep_commands(sub, spec_cmd)
 
 
 __all__ = ["add_commands"]
