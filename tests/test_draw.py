@@ -57,8 +57,8 @@ def test_draw_dot_has_one_edge_per_parent_and_judged_variable(spec, registry):
     edges = dot_edges(text)
     expected = set()
     for e in graph.edges:  # labelled with the network, at its port (`g.a`) where it has several
-        if e.kind == "adversarial":
-            expected |= {(v, f"link:{e.name}", "adversarial", e.net_ref) for v in e.parents}
+        if e.kind == "adversarial":  # every variable on the real or the fake side is joined to the indicator
+            expected |= {(v, f"link:{e.name}", "adversarial", e.net_ref) for v in (*e.parents, *(x for _, x in e.real + e.fake))}
         elif e.kind == "undirected":  # a line without heads, drawn from the later-named variable
             expected |= {(b, a, "undirected", e.net_ref) for i, a in enumerate(e.parents) for b in e.parents[i + 1 :]}
         else:
@@ -69,10 +69,11 @@ def test_draw_dot_has_one_edge_per_parent_and_judged_variable(spec, registry):
         kind = a["id"].split(":")[0]
         assert a["style"] == ("dashed" if kind == "inference" else "solid")
         assert (a["color"] == ADVERSARIAL_COLOR) == (kind == "adversarial")
-    for e in graph.edges:  # the indicator y sits on the rank of the lowest variable it judges
+    for e in graph.edges:  # the indicator y sits on the rank of one of the variables it judges
         if e.kind == "adversarial":
-            lowest = "x" if "x" in e.parents else e.parents[0]
-            assert f'{{rank=same; "{lowest}"; "link:{e.name}"}}' in text
+            joined = {v for v in (*e.parents, *(x for _, x in e.real + e.fake))}
+            (rank,) = re.findall(rf'{{rank=same; "([^"]+)"; "link:{e.name}"}}', text)
+            assert rank in joined
     for name, var in graph.spec.variables.items():
         node = re.search(rf'^\s*"{name}" \[(.*)\];$', text, re.M)
         assert node is not None
@@ -187,7 +188,7 @@ def _box_hits_path(box, vertices, margin=1.0):
     return any(box.x0 + margin < x < box.x1 - margin and box.y0 + margin < y < box.y1 - margin for x, y in vertices)
 
 
-@pytest.mark.parametrize("spec", ["vae-digits", "gan-ring", "aae-digits", "infogan-ring", "ali-ring", "cgan-digits"])
+@pytest.mark.parametrize("spec", ["vae-digits", "gan-ring", "aae-digits", "infogan-ring", "ali-ring", "cgan-digits", "cyclegan-digits", "dann-digits", "cogan-digits", "avb-digits"])
 def test_draw_matplotlib_text_fits_and_labels_stay_clear(spec, registry):
     """What the eye checks: a node's name, shape and prior lie inside its circle; an edge's
     label overlaps no circle, no other label, and no edge (a bent edge's own label sits on its
@@ -224,3 +225,40 @@ def test_draw_readme_shows_the_figures_of_the_shipped_specs():
         assert f"![{name}](docs/figures/{name}.png)" in readme
         assert (ROOT / "specs" / f"{name}.yaml").exists()
     assert "unigen draw specs/NAME.yaml -o docs/figures/NAME.png --engine matplotlib" in readme
+
+
+def test_draw_keeps_a_link_s_fake_side_when_it_is_another_variable(registry):
+    """CycleGAN judges the translation ab against b's data, DANN the target features ht against
+    the source features h: both variables are joined to the link's indicator, each side named."""
+    edges = dot_edges(to_dot(describe(graph_of("cyclegan-digits", registry))))
+    assert edges["adversarial:b->link:adv_b:adv_b"]["label"] == "d_b\\nreal q.b"
+    assert edges["adversarial:ab->link:adv_b:adv_b"]["label"] == "d_b\\nfake p.ab"
+    assert edges["adversarial:ba->link:adv_a:adv_a"]["label"] == "d_a\\nfake p.ba"
+    dann = dot_edges(to_dot(describe(graph_of("dann-digits", registry))))
+    assert dann["adversarial:ht->link:adv_domain:adv_domain"]["label"] == "domain\\nfake q.ht"
+    assert dann["adversarial:h->link:adv_domain:adv_domain"]["label"] == "domain\\nreal q.h"
+
+
+def test_draw_gives_each_indicator_its_own_name(registry):
+    names = {n.id: n.label for n in describe(graph_of("cyclegan-digits", registry)).nodes if n.kind == "link"}
+    assert names == {"link:adv_a": "y_a", "link:adv_b": "y_b"}
+    dann = {n.id: n.label for n in describe(graph_of("dann-digits", registry)).nodes if n.kind == "link"}
+    assert dann == {"link:adv_domain": "y_domain"}  # `y` is the class label there
+    gan = {n.id: n.label for n in describe(graph_of("gan-ring", registry)).nodes if n.kind == "link"}
+    assert gan == {"link:adv_x": "y"}
+    text = to_dot(describe(graph_of("cyclegan-digits", registry)))
+    assert re.search(r'"link:adv_a" \[[^\n]*label=<y<SUB><FONT POINT-SIZE="10">a</FONT></SUB><BR/>', text)
+    assert drawmod.indicator_names(["adv_x", "x"]) == {"adv_x": "y_adv_x", "x": "y_x"}  # never two alike
+    assert drawmod.indicator_names(["adv_a"], ["y", "y_a"]) == {"adv_a": "y_a'"}
+
+
+def test_draw_matplotlib_names_each_indicator_and_keeps_the_fake_side(registry):
+    import matplotlib.pyplot as plt
+
+    fig = drawmod.figure(describe(graph_of("cyclegan-digits", registry)))
+    ax = fig.axes[0]
+    names = {a.get_gid(): a.get_text() for a in ax.texts if (a.get_gid() or "").startswith("text:link:")}
+    arrows = {a.get_gid() for a in ax.patches if (a.get_gid() or "").startswith("adversarial:")}
+    plt.close(fig)
+    assert names == {"text:link:adv_a": "$y_{\\mathrm{a}}$", "text:link:adv_b": "$y_{\\mathrm{b}}$"}
+    assert {"adversarial:ab->link:adv_b:adv_b", "adversarial:ba->link:adv_a:adv_a"} <= arrows

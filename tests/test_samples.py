@@ -23,7 +23,8 @@ class Plain(DatasetKind):
 
 
 def stub(kind, info):
-    return SimpleNamespace(data_kind=kind, dataset=SimpleNamespace(info=info))
+    """A model as pictures see it: its dataset kind and info, and nothing it generates from an encoder."""
+    return SimpleNamespace(data_kind=kind, dataset=SimpleNamespace(info=info), sampled_variable=lambda: None, program=SimpleNamespace(graph=None))
 
 
 def test_picture_count_is_the_dataset_kind_s(registry):

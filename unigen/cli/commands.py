@@ -129,15 +129,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from unigen.tools.plots import sample_run
 
-    print(f"wrote {sample_run(args.run, args.n, args.output, args.seed, args.checkpoint, args.traverse, args.interpolate, common.registry(), args.device)}")
+    out = sample_run(args.run, args.n, args.output, args.seed, args.checkpoint, args.traverse, args.interpolate, common.registry(), args.device, reconstruct=args.reconstruct)
+    print(f"wrote {out}")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from unigen.tools.plots import plot_run
+    from unigen.tools.plots import plot_runs
 
-    for path in plot_run(args.run, args.output):
+    plotted = plot_runs(args.run, args.output, common.registry())
+    for path in plotted.paths:
         print(f"wrote {path}")
+    if plotted.note:
+        print(plotted.note)
     return 0
 
 
@@ -159,6 +163,25 @@ def _steps(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"invalid value {n}; expected a whole number greater than 0")
     return n
+
+
+def _add_picture_commands(sub: argparse._SubParsersAction) -> None:
+    """`sample` and `plot`: pictures of runs."""
+    sa = sub.add_parser("sample", help="draw samples of a run as a PNG: an image grid, or 2-D points over the true density; reconstructions, traversals and interpolations of a latent")
+    sa.add_argument("run", help="run directory")
+    sa.add_argument("-n", type=int, default=None, help="number of samples (default: as many as the run's pictures in training show, 64 for images; data rows with --reconstruct)")
+    sa.add_argument("-o", "--output", required=True, metavar="FILE.png", help="the PNG to write")
+    sa.add_argument("--seed", type=int, default=0, help="seed of the drawn noise (default 0): the same seed draws the same picture")
+    sa.add_argument("--checkpoint", default="last", metavar="last|best|PATH", help="which checkpoint (default: last)")
+    sa.add_argument("--traverse", metavar="VAR[:DIM]", help="vary one latent root along each row (one dimension, or each in turn; every value of a categorical code), the rest fixed; the columns are labelled with the values")
+    sa.add_argument("--interpolate", metavar="VAR", help="move one latent root on a straight line between two draws along each row, the rest fixed")
+    sa.add_argument("--reconstruct", action="store_true", help="test rows of the data beside their reconstructions (a model with an encoder: an inference edge from the data)")
+    sa.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="where the model runs (default: auto, as training's default: CUDA when there is a GPU, else the CPU)")
+    sa.set_defaults(func=cmd_sample)
+    pt = sub.add_parser("plot", help="draw runs' loss and metric curves from metrics.csv as PNG (several runs: overlaid)")
+    pt.add_argument("run", nargs="+", help="run directory; several are overlaid, a colour each")
+    pt.add_argument("-o", "--output", metavar="DIR", help="output directory (default RUN/plots for one run; needed for several)")
+    pt.set_defaults(func=cmd_plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,22 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", default="last", metavar="last|best|PATH", help="which checkpoint (default: last)")
     ev.add_argument("--metric", action="append", metavar="NAME", help="compute only this registered metric (repeatable)")
     ev.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE", help="a metric's option, e.g. iwae.k=1000 (repeatable)")
-    ev.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    ev.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="where the model runs (default: auto, as training's default: CUDA when there is a GPU, else the CPU)")
     ev.set_defaults(func=cmd_evaluate)
-    sa = sub.add_parser("sample", help="draw samples of a run as a PNG: an image grid, or 2-D points over the true density; traversals and interpolations of a latent")
-    sa.add_argument("run", help="run directory")
-    sa.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    sa.add_argument("-o", "--output", required=True, metavar="FILE.png")
-    sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--checkpoint", default="last", metavar="last|best|PATH")
-    sa.add_argument("--traverse", metavar="VAR[:DIM]", help="vary one latent root along each row (one dimension, or each in turn; every value of a categorical code), the rest fixed")
-    sa.add_argument("--interpolate", metavar="VAR", help="move one latent root on a straight line between two draws along each row, the rest fixed")
-    sa.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    sa.set_defaults(func=cmd_sample)
-    pt = sub.add_parser("plot", help="draw a run's loss and metric curves from metrics.csv as PNG")
-    pt.add_argument("run", help="run directory")
-    pt.add_argument("-o", "--output", metavar="DIR", help="output directory (default RUN/plots)")
-    pt.set_defaults(func=cmd_plot)
+    _add_picture_commands(sub)
     add_completion_command(sub, parser)
     return parser
 

@@ -22,10 +22,12 @@ same edges with the same styles. `.dot` output is the Graphviz source and needs 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import shutil
 import subprocess
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,9 +87,38 @@ class Drawing:
     arrows: list[Arrow] = field(default_factory=list)
 
 
+def indicator_names(links: list[str], taken: Iterable[str] = ()) -> dict[str, str]:
+    """Each link's real/fake indicator's name: `y` for a model's only link; with several, or
+    when a variable is named `y`, `y_<link>` each (the link's name without the `adv_` that
+    default names start with, unless two would then read alike); a name a variable has
+    (`taken`) gets primes until it is free."""
+    taken = set(taken)
+    if len(links) == 1 and "y" not in taken:
+        return {links[0]: "y"}
+    short = [name[len("adv_") :] if name.startswith("adv_") and len(name) > len("adv_") else name for name in links]
+    if len(set(short)) < len(short):
+        short = links
+    out = {}
+    for name, s in zip(links, short):
+        label = f"y_{s}"
+        while label in taken:
+            label += "'"
+        out[name] = label
+    return out
+
+
+def _sides(e: Any, v: str) -> str:
+    """What a link judges of variable `v`: its real and its fake side (`real q.x  fake p.x`)."""
+    real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
+    fake = ", ".join(f"{t}.{x}" for t, x in e.fake if x == v)
+    return "  ".join(s for s in (f"real {real}" if real else "", f"fake {fake}" if fake else "") if s)
+
+
 def describe(graph: ModelGraph, notes: dict[str, str] | None = None) -> Drawing:
     """The drawing of a spec's model graph: its nodes and styled arrows. `notes` (link name ->
-    text, a compiled program's `notes`) adds what each link's objective says of itself."""
+    text, a compiled program's `notes`) adds what each link's objective says of itself. A link
+    is joined to every variable on its real or fake side (a translation judged against the
+    other domain's data: both), and each link's indicator has a name of its own."""
     spec = graph.spec
     notes = notes or {}
     d = Drawing(spec.name)
@@ -100,16 +131,15 @@ def describe(graph: ModelGraph, notes: dict[str, str] | None = None) -> Drawing:
             bits.append(f"({var.prior.net})")  # type: ignore[union-attr]
         # Shape and prior on lines of their own, so that the circle stays narrow.
         d.nodes.append(Node(name, name, "variable", var.observed, "\n".join(bits)))
+    names = indicator_names([e.name for e in graph.edges if e.kind == "adversarial"], spec.variables)
     for e in graph.edges:
         if e.kind == "adversarial":
             link = f"link:{e.name}"
             # What else the discriminator tells (MAD-GAN: which generator made a fake), as the objective puts it.
             note = "\n".join(textwrap.wrap(notes.get(e.name, ""), 16))
-            d.nodes.append(Node(link, "y", "link", sublabel=e.name + (f"\n{note}" if note else "")))
-            for v in dict.fromkeys(e.parents):
-                real = ", ".join(f"{t}.{x}" for t, x in e.real if x == v)
-                fake = ", ".join(f"{t}.{x}" for t, x in e.fake if x == v)
-                sides = "  ".join(s for s in (f"real {real}" if real else "", f"fake {fake}" if fake else "") if s)
+            d.nodes.append(Node(link, names[e.name], "link", sublabel=e.name + (f"\n{note}" if note else "")))
+            for v in dict.fromkeys([*e.parents, *(x for _, x in e.real), *(x for _, x in e.fake)]):
+                sides = _sides(e, v)
                 d.arrows.append(Arrow(f"adversarial:{v}->{link}:{e.name}", v, link, "adversarial", f"{e.net_ref}\n{sides}" if sides else e.net_ref))
             continue
         if e.kind == "undirected":
@@ -131,6 +161,26 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _name_parts(n: Node) -> tuple[str, str]:
+    """A node's name as written, and its subscript: an indicator's `y_b` is y with subscript b
+    (a variable's name is written as it is, underscores and all)."""
+    if n.kind == "link" and "_" in n.label:
+        head, sub = n.label.split("_", 1)
+        return head, sub
+    return n.label, ""
+
+
+def _name_html(n: Node) -> str:
+    head, sub = _name_parts(n)
+    return _html(head) + (f'<SUB><FONT POINT-SIZE="10">{_html(sub)}</FONT></SUB>' if sub else "")
+
+
+def _name_math(n: Node) -> str:
+    """The name for matplotlib: a subscript in mathtext (its underscores escaped)."""
+    head, sub = _name_parts(n)
+    return f"${head}_{{\\mathrm{{{sub.replace('_', chr(92) + '_')}}}}}$" if sub else head
+
+
 def to_dot(d: Drawing) -> str:
     """Graphviz source. Generative edges set the ranks (priors on top, data below, as in the
     paper's figures); inference edges do not move nodes between ranks."""
@@ -143,7 +193,7 @@ def to_dot(d: Drawing) -> str:
     for n in d.nodes:
         # The variable's name, with its shape and prior in small type inside the circle.
         small = "<BR/>".join(_html(line) for line in n.sublabel.split("\n"))
-        html = f'<{_html(n.label)}<BR/><FONT POINT-SIZE="9">{small}</FONT>>'
+        html = f'<{_name_html(n)}<BR/><FONT POINT-SIZE="9">{small}</FONT>>'
         if n.kind == "variable":
             attrs = {"id": _q(f"node:{n.id}"), "shape": "circle", "width": "0.9", "label": html}
             if n.observed:
@@ -193,9 +243,9 @@ def _render_dot(d: Drawing, fmt: str, dot: str) -> bytes:
     return res.stdout
 
 
-def layout(d: Drawing) -> dict[str, tuple[float, float]]:
-    """Layered positions: generative roots on top, their children below (as `dot` ranks
-    them); each adversarial indicator beside the lowest variable it judges."""
+def _layers(d: Drawing) -> dict[int, list[str]]:
+    """The variables by layer: generative roots on top (hidden units of an undirected factor
+    above the visible ones), a variable only inference reaches one layer below its parents."""
     dag = nx.DiGraph()
     variables = [n.id for n in d.nodes if n.kind == "variable"]
     dag.add_nodes_from(variables)
@@ -212,31 +262,129 @@ def layout(d: Drawing) -> dict[str, tuple[float, float]]:
     for a in d.arrows:
         if a.kind == "inference" and dag.in_degree(a.head) == 0 and dag.out_degree(a.head) == 0:
             rank[a.head] = max(rank[a.head], rank.get(a.tail, 0) + 1)
-    pos: dict[str, tuple[float, float]] = {}
     layers: dict[int, list[str]] = {}
     for v in variables:
         layers.setdefault(rank[v], []).append(v)
-    for r in sorted(layers):
-        members = layers[r]
-        if r > 0:  # below its parents: order a layer by the mean position of each node's parents
-            def mean_parent(v: str) -> float:
-                xs = [pos[a.tail][0] for a in d.arrows if a.head == v and a.tail in pos and a.kind != "adversarial"]
-                return sum(xs) / len(xs) if xs else 0.0
+    return dict(sorted(layers.items()))
 
-            members.sort(key=mean_parent)
+
+def _placed(d: Drawing, layers: dict[int, list[str]], sort: bool = True) -> dict[str, tuple[float, float]]:
+    """Positions of the variables, a layer a row (in the order given, or with `sort` each
+    layer below the top ordered by the mean position of its nodes' parents), then of the
+    indicators (`_place_links`)."""
+    pos: dict[str, tuple[float, float]] = {}
+
+    def mean_parent(v: str) -> float:
+        xs = [pos[a.tail][0] for a in d.arrows if a.head == v and a.tail in pos and a.kind != "adversarial"]
+        return sum(xs) / len(xs) if xs else 0.0
+
+    for r, members in layers.items():
+        if r > 0 and sort:
+            members = sorted(members, key=mean_parent)
         for i, v in enumerate(members):
             x = i - (len(members) - 1) / 2
             if r > 0 and len(members) == 1:
                 x = mean_parent(v) if any(a.head == v and a.tail in pos for a in d.arrows) else x
             pos[v] = (x, -float(r))
-    right = max((x for x, _ in pos.values()), default=0.0)
-    for n in d.nodes:
-        if n.kind == "link":
-            judged = [a.tail for a in d.arrows if a.head == n.id]
-            y = min((pos[v][1] for v in judged if v in pos), default=0.0)
-            right += 1.4
-            pos[n.id] = (right, y)
+    _place_links(d, pos)
     return pos
+
+
+ORDERINGS = 720  # a drawing with links tries every order of its layers' nodes up to this many
+
+
+def layout(d: Drawing) -> dict[str, tuple[float, float]]:
+    """Layered positions: generative roots on top, their children below (as `dot` ranks
+    them), each layer ordered below its parents; each adversarial indicator where its lines
+    run clear (`_place_links`). A drawing with indicators takes, among the orders of its
+    layers, the one whose lines cross least and pass fewest circles (a translation judged
+    against the other domain's data is drawn under that domain)."""
+    layers = _layers(d)
+    best = _placed(d, layers)
+    if not any(n.kind == "link" for n in d.nodes) or math.prod(math.factorial(len(m)) for m in layers.values()) > ORDERINGS:
+        return best
+    score = _clutter(d, best)
+    for combo in itertools.product(*(itertools.permutations(m) for m in layers.values())):
+        pos = _placed(d, {r: list(order) for r, order in zip(layers, combo)}, sort=False)
+        s = _clutter(d, pos)
+        if s < score - 1e-9:
+            best, score = pos, s
+    return best
+
+
+def _clutter(d: Drawing, pos: dict[str, tuple[float, float]]) -> float:
+    """How hard a layout is to read: lines that cross, lines through circles, two lines'
+    middles (where their labels go) on top of each other; then the lines' length."""
+    segments = [(pos[a.tail], pos[a.head]) for a in d.arrows if a.tail in pos and a.head in pos and a.tail != a.head]
+    cost = 0.0
+    for i, s in enumerate(segments):
+        cost += 0.05 * math.dist(*s)
+        cost += 50.0 * sum(_near(p, *s) < 0.4 for p in pos.values() if p not in s)
+        for t in segments[i + 1 :]:
+            cost += 10.0 * _cross(s, t)
+            middle_s, middle_t = ((s[0][0] + s[1][0]) / 2, (s[0][1] + s[1][1]) / 2), ((t[0][0] + t[1][0]) / 2, (t[0][1] + t[1][1]) / 2)
+            cost += 5.0 * (set(s) != set(t) and math.dist(middle_s, middle_t) < 0.35)
+    return cost
+
+
+LINK_STEP = 0.35  # the grid of places an indicator may take, in layout units (a layer is 1)
+
+
+def _place_links(d: Drawing, pos: dict[str, tuple[float, float]]) -> None:
+    """Each indicator at the free place, among the layers' heights and the half-way heights,
+    where its lines to the variables it judges cross the fewest other lines and pass no
+    circle; ties go to the place beside the lowest of them, right of the picture."""
+    segments = [(pos[a.tail], pos[a.head]) for a in d.arrows if a.tail in pos and a.head in pos]
+    for n in d.nodes:
+        if n.kind != "link":
+            continue
+        judged = [pos[a.tail] for a in d.arrows if a.head == n.id and a.tail in pos]
+        xs, ys = [x for x, _ in pos.values()] or [0.0], [y for _, y in pos.values()] or [0.0]
+        if not judged:
+            pos[n.id] = (max(xs) + 1.4, 0.0)
+            continue
+        right, low = max(xs) + 1.4, min(y for _, y in judged)
+        steps = int(round((right - min(xs) + 1.4) / LINK_STEP))
+        heights = [max(ys) - 0.5 * k for k in range(int(round((max(ys) - min(ys)) * 2)) + 1)]
+        places = [(right - LINK_STEP * k, y) for k in range(steps + 1) for y in heights]
+        best = min(places, key=lambda c: _link_cost(c, judged, pos, segments) + (0.0 if c == (right, low) else 0.05 + 0.01 * (right - c[0])))
+        pos[n.id] = best
+        segments += [(best, j) for j in judged]
+
+
+def _link_cost(c: tuple[float, float], judged: list[tuple[float, float]], pos: dict[str, tuple[float, float]], segments: list[tuple[tuple[float, float], tuple[float, float]]]) -> float:
+    """How bad a place is for an indicator: on top of a node (out of the question), its lines
+    through a circle, too short for their labels, or crossing other lines; then their length."""
+    if any(math.dist(c, p) < 0.9 for p in pos.values()):
+        return math.inf
+    cost = 0.0
+    for j in judged:
+        length = math.dist(c, j)
+        cost += length + (5.0 if length < 1.39 else 0.0)
+        cost += 50.0 * sum(_near(p, c, j) < 0.4 for p in pos.values() if p != j)
+        cost += 10.0 * sum(_cross((c, j), s) for s in segments)
+    cost += 50.0 * sum(_near(c, *s) < 0.4 for s in segments)  # a line running past the circle
+    return cost
+
+
+def _near(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    """The distance from p to the segment a-b."""
+    (px, py), (ax_, ay), (bx, by) = p, a, b
+    dx, dy = bx - ax_, by - ay
+    t = max(0.0, min(1.0, ((px - ax_) * dx + (py - ay) * dy) / ((dx * dx + dy * dy) or 1.0)))
+    return math.dist(p, (ax_ + t * dx, ay + t * dy))
+
+
+def _cross(s: tuple[tuple[float, float], tuple[float, float]], t: tuple[tuple[float, float], tuple[float, float]]) -> bool:
+    """Whether two segments cross (touching at a shared end does not count)."""
+    if set(s) & set(t):
+        return False
+
+    def side(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    (a, b), (c, e) = s, t
+    return side(a, b, c) * side(a, b, e) < 0 and side(c, e, a) * side(c, e, b) < 0
 
 
 def figure(d: Drawing) -> Any:
@@ -260,8 +408,12 @@ def figure(d: Drawing) -> Any:
     between: dict[frozenset[str], list[Arrow]] = {}
     for a in d.arrows:
         between.setdefault(frozenset((a.tail, a.head)), []).append(a)
+    # A straight line that another crosses has its label nearer its tail, off the crossing,
+    # on the side away from where the other line comes from.
+    ends = {a.id: (pos[a.tail], pos[a.head]) for a in d.arrows}
+    crossed = {i: t[0] for i, s in ends.items() for j, t in ends.items() if j != i and _cross(s, t)}
     for group in between.values():
-        _draw_arrow_group(ax, group, pos, radius, centre)
+        _draw_arrow_group(ax, group, pos, radius, centre, crossed)
     return fig
 
 
@@ -287,13 +439,13 @@ def _draw_nodes(ax: Any, nodes: list[Node], pos: dict[str, tuple[float, float]],
         circle = Circle((x, y), radius[n.id], facecolor=OBSERVED_FILL if n.observed else "white", edgecolor=color, lw=1.4, zorder=3)
         circle.set_gid(f"node:{n.id}")
         ax.add_patch(circle)
-        name = ax.text(x, y + 0.15, n.label, ha="center", va="center", fontsize=14, color=color, zorder=4)
+        name = ax.text(x, y + 0.15, _name_math(n), ha="center", va="center", fontsize=14, color=color, zorder=4)
         name.set_gid(f"text:{n.id}")
         sub = ax.text(x, y - 0.01, n.sublabel, ha="center", va="top", fontsize=6.5, color=color, zorder=4, linespacing=1.25)
         sub.set_gid(f"sub:{n.id}")
 
 
-def _draw_arrow_group(ax: Any, group: list[Arrow], pos: dict[str, tuple[float, float]], radius: dict[str, float], centre: tuple[float, float]) -> None:
+def _draw_arrow_group(ax: Any, group: list[Arrow], pos: dict[str, tuple[float, float]], radius: dict[str, float], centre: tuple[float, float], crossed: dict[str, tuple[float, float]] | None = None) -> None:
     """The arrows between one pair of nodes, each with its label; several bend apart."""
     from matplotlib.patches import FancyArrowPatch
 
@@ -323,14 +475,17 @@ def _draw_arrow_group(ax: Any, group: list[Arrow], pos: dict[str, tuple[float, f
         )
         patch.set_gid(a.id)
         ax.add_patch(patch)
-        _place_label(ax, a, start, end, (ux, uy), rad, centre)
+        _place_label(ax, a, start, end, (ux, uy), rad, centre, (crossed or {}).get(a.id))
 
 
-def _place_label(ax: Any, a: Arrow, start: tuple[float, float], end: tuple[float, float], direction: tuple[float, float], rad: float, centre: tuple[float, float]) -> None:
+def _place_label(ax: Any, a: Arrow, start: tuple[float, float], end: tuple[float, float], direction: tuple[float, float], rad: float, centre: tuple[float, float], away: tuple[float, float] | None = None) -> None:
     """An arrow's label: on the middle of a bent arrow, or beside the middle of a straight one,
-    on the side away from the picture's `centre`. `direction`: the unit vector tail -> head."""
+    on the side away from the picture's `centre`; a straight arrow that another crosses, whose
+    tail is at `away`, has it a third of the way from its tail, on the side away from that
+    tail. `direction`: the unit vector tail -> head."""
     color = a.style["color"]
-    mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+    at = 0.5 if away is None or rad else 0.3
+    mx, my = start[0] + at * (end[0] - start[0]), start[1] + at * (end[1] - start[1])
     if rad:
         # A bent edge: the label on the arc's middle, over a white box.
         mx, my = mx + (end[1] - start[1]) * rad / 2, my - (end[0] - start[0]) * rad / 2
@@ -343,7 +498,9 @@ def _place_label(ax: Any, a: Arrow, start: tuple[float, float], end: tuple[float
         ux, uy = direction
         cx, cy = centre
         nx_, ny_ = -uy, ux
-        if nx_ * (mx - cx) + ny_ * (my - cy) < 0 or (abs(nx_ * (mx - cx) + ny_ * (my - cy)) < 1e-9 and ny_ < 0):
+        if away is not None and nx_ * (away[0] - mx) + ny_ * (away[1] - my) > 0:
+            nx_, ny_ = -nx_, -ny_
+        elif away is None and (nx_ * (mx - cx) + ny_ * (my - cy) < 0 or (abs(nx_ * (mx - cx) + ny_ * (my - cy)) < 1e-9 and ny_ < 0)):
             nx_, ny_ = -nx_, -ny_
         ha = "center" if abs(nx_) < 0.3 else ("left" if nx_ > 0 else "right")
         va = "center" if abs(ny_) < 0.3 else ("bottom" if ny_ > 0 else "top")
@@ -353,11 +510,12 @@ def _place_label(ax: Any, a: Arrow, start: tuple[float, float], end: tuple[float
 
 
 def _radius(n: Node) -> float:
-    """A variable's circle holds its name, shape and prior; an indicator's grows with the lines
-    its objective's note adds under the link's name."""
+    """A variable's circle holds its name, shape and prior; an indicator's grows with its
+    name's subscript, the link's name under it, and the lines its objective's note adds."""
     if n.kind == "variable":
         return 0.46
-    return 0.34 + 0.1 * max(0, n.sublabel.count("\n"))
+    sub = _name_parts(n)[1]
+    return max(0.34 + 0.1 * max(0, n.sublabel.count("\n")), 0.28 + 0.045 * len(sub), 0.12 + 0.035 * max(map(len, n.sublabel.split("\n"))))
 
 
 def _render_matplotlib(d: Drawing, fmt: str) -> bytes:
