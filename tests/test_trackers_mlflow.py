@@ -100,11 +100,15 @@ def test_mlflow_metrics_are_logged_at_each_logged_step(ml_run):
 def test_mlflow_artefacts_are_the_pictures_the_spec_and_summary_json(ml_run, tmp_path):
     run, client, mlrun, _ = ml_run
     run_id = mlrun.info.run_id
-    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["samples", "spec.resolved.yaml", "summary.json"]
+    assert sorted(a.path for a in client.list_artifacts(run_id)) == ["reconstructions", "samples", "spec.resolved.yaml", "summary.json"]
     pictures = sorted(a.path for a in client.list_artifacts(run_id, "samples"))
     assert pictures == ["samples/step_00000010.png", "samples/step_00000020.png"]
     for path in pictures:
         assert Path(client.download_artifacts(run_id, path, str(tmp_path))).read_bytes() == (run / path).read_bytes()  # as written
+    recons = sorted(a.path for a in client.list_artifacts(run_id, "reconstructions"))  # the VAE has an encoder
+    assert recons == ["reconstructions/recon_step_00000010.png", "reconstructions/recon_step_00000020.png"]
+    for path in recons:
+        assert Path(client.download_artifacts(run_id, path, str(tmp_path))).read_bytes() == (run / "samples" / Path(path).name).read_bytes()
     got = client.download_artifacts(run_id, "summary.json", str(tmp_path))
     assert open(got).read() == (run / "summary.json").read_text()
     spec = client.download_artifacts(run_id, "spec.resolved.yaml", str(tmp_path))

@@ -142,7 +142,11 @@ class TrainingLoop:
         try:
             with self.trainer.fork_rng(self.tr.seed + SAMPLES_SEED_OFFSET), model.averages.swapped():  # fixed noise; training's streams go on untouched
                 x = model.generate(picture_count(model), self.sample_var, self.fixed_batch)
-            self.trackers.on_image("samples", save_picture(self, tag, x), self.trainer.step_count)
+            path = save_picture(self, tag, x)
+            self.trackers.on_image("samples", path, self.trainer.step_count)
+            recon = path.with_name("recon_" + path.name)  # a model with an encoder: its reconstructions beside
+            if recon.is_file():
+                self.trackers.on_image("reconstructions", recon, self.trainer.step_count)
         except (UnigenError, KeyboardInterrupt):
             raise
         except Exception as exc:
