@@ -142,11 +142,7 @@ class TrainingLoop:
         try:
             with self.trainer.fork_rng(self.tr.seed + SAMPLES_SEED_OFFSET), model.averages.swapped():  # fixed noise; training's streams go on untouched
                 x = model.generate(picture_count(model), self.sample_var, self.fixed_batch)
-            path = save_picture(self, tag, x)
-            self.trackers.on_image("samples", path, self.trainer.step_count)
-            recon = path.with_name("recon_" + path.name)  # a model with an encoder: its reconstructions beside
-            if recon.is_file():
-                self.trackers.on_image("reconstructions", recon, self.trainer.step_count)
+            report_pictures(self, save_picture(self, tag, x))
         except (UnigenError, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -330,6 +326,15 @@ def save_picture(loop: TrainingLoop, tag: str, x: Any) -> Path:
     path = loop.s.run / "samples" / f"{tag}.png"
     save_samples(path, x, loop.trainer.model, f"{loop.program.name}  {tag}")
     return path
+
+
+def report_pictures(loop: TrainingLoop, path: Path) -> None:
+    """A step's sample picture to the trackers, and beside it the reconstructions of a model with
+    an encoder (`recon_<name>`) when there are some."""
+    loop.trackers.on_image("samples", path, loop.trainer.step_count)
+    recon = path.with_name("recon_" + path.name)
+    if recon.is_file():
+        loop.trackers.on_image("reconstructions", recon, loop.trainer.step_count)
 
 
 def final_losses(loop: TrainingLoop) -> dict[str, float]:
