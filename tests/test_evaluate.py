@@ -48,11 +48,17 @@ def evaluate_json(cli, *args) -> dict:
     return json.loads(out)
 
 
+# Every metric that applies runs, decoder AIS included, but on a few short chains: the test reads
+# the other metrics, and AIS at its defaults (16 chains x 500 steps) takes minutes here.
+QUICK_AIS = ("--option", "decoder_ais.chains=2", "--option", "decoder_ais.betas=20", "--option", "decoder_ais.examples=10")
+
+
 def test_evaluate_vae_reports_likelihood_bounds_and_image_metrics_with_floors(cli, runs):
-    result = evaluate_json(cli, runs["vae"])
+    result = evaluate_json(cli, runs["vae"], *QUICK_AIS)
     m = result["metrics"]
     assert result["step"] == 60 and result["checkpoint"].endswith("step_00000060.pt")
     assert m["iwae_k"] == 100 and m["iwae_nll"] <= m["iwae_nelbo"]  # the bound is at least the ELBO
+    assert math.isfinite(m["test_nll_decoder_ais"]) and m["decoder_ais_examples"] == 10  # the slow offline metrics run too, with the options given
     assert 10 < m["iwae_nll"] < 64 * math.log(2) + 1
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "class_score", "class_entropy"):
         assert math.isfinite(m[key]) and math.isfinite(m[key + "_floor"]), key
@@ -61,7 +67,7 @@ def test_evaluate_vae_reports_likelihood_bounds_and_image_metrics_with_floors(cl
     assert m["fid"] > m["fid_floor"] >= 0  # 60 steps of training are far from the data
     assert m["feature_classifier_accuracy"] > 0.8  # the feature classifier reads real test digits
     assert m["class_entropy_floor"] == pytest.approx(math.log(10), abs=0.1)  # the test split is balanced
-    code, table, _ = cli("evaluate", runs["vae"])
+    code, table, _ = cli("evaluate", runs["vae"], *QUICK_AIS)
     assert code == 0 and "real-vs-real floor" in table
     fid_line = next(line for line in table.splitlines() if line.startswith("fid "))
     assert f"{m['fid']:.5g}" in fid_line and f"{m['fid_floor']:.5g}" in fid_line
