@@ -70,7 +70,7 @@ def show(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def run_spec(name: str, steps: int | None, seed: int, registry) -> tuple[dict[str, float], int, float, float]:
+def run_spec(name: str, steps: int | None, seed: int, registry, options: tuple[str, ...] = ()) -> tuple[dict[str, float], int, float, float]:
     path = ROOT / "specs" / f"{name}.yaml"
     full = unigen.compile(path, registry=registry).train.steps
     n = min(full, steps) if steps else full
@@ -80,31 +80,31 @@ def run_spec(name: str, steps: int | None, seed: int, registry) -> tuple[dict[st
         trained = time.perf_counter() - start
         metrics = dict(run.summary["metrics"])
         start = time.perf_counter()
-        metrics.update(run.evaluate())
+        metrics.update(run.evaluate(options=list(options) or None))
         evaluated = time.perf_counter() - start
     return metrics, n, trained, evaluated
 
 
-def _task(name: str, steps: int | None, seed: int, threads: int) -> tuple[dict[str, float], int, float, float]:
+def _task(name: str, steps: int | None, seed: int, threads: int, options: tuple[str, ...] = ()) -> tuple[dict[str, float], int, float, float]:
     """One run in a worker process (its own registry and thread count)."""
     torch.set_num_threads(threads)
-    return run_spec(name, steps, seed, unigen.default_registry())
+    return run_spec(name, steps, seed, unigen.default_registry(), options)
 
 
-def run_all(names: list[str], seeds: list[int], steps: int | None, jobs: int, threads: int) -> dict[tuple[str, int], object]:
+def run_all(names: list[str], seeds: list[int], steps: int | None, jobs: int, threads: int, options: tuple[str, ...] = ()) -> dict[tuple[str, int], object]:
     """(spec, seed) -> (metrics, steps, train s, eval s), or the exception the run raised."""
     tasks = [(name, seed) for name in names for seed in seeds]
     out: dict[tuple[str, int], object] = {}
     if jobs <= 1:
         for name, seed in tasks:
             try:
-                out[(name, seed)] = _task(name, steps, seed, threads)
+                out[(name, seed)] = _task(name, steps, seed, threads, options)
             except Exception as exc:  # reported as a row; the suite goes on
                 out[(name, seed)] = exc
             report(name, seed, out[(name, seed)])
         return out
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_task, name, steps, seed, threads): (name, seed) for name, seed in tasks}
+        futures = {pool.submit(_task, name, steps, seed, threads, options): (name, seed) for name, seed in tasks}
         for future in concurrent.futures.as_completed(futures):
             key = futures[future]
             try:
@@ -142,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--no-overhead", action="store_true", help="leave out the overhead rows")
+    ap.add_argument("--option", action="append", default=[], metavar="METRIC.KEY=VALUE", help="a metric's option for the evaluations, as `unigen evaluate --option` takes it (repeatable)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.specs or [p.stem for p in sorted((ROOT / "specs").glob("*.yaml"))]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    results = run_all(names, args.seeds, args.quick_steps if args.quick else None, args.jobs, args.threads)
+    results = run_all(names, args.seeds, args.quick_steps if args.quick else None, args.jobs, args.threads, tuple(args.option))
     many = len(args.seeds) > 1
     rows = ["| spec | steps | train s | eval s | metric | " + ("median | range" if many else "value | –") + " | real-vs-real floor | published (same protocol) | source |", "|---|---:|---:|---:|---|---:|---|---:|---|---|"]
     summary = ["| spec | steps | train s | metrics" + (" (median over seeds)" if many else "") + " (real-vs-real floor) | published, same protocol |", "|---|---:|---:|---|---|"]
